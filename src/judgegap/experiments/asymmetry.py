@@ -1,0 +1,350 @@
+"""The asymmetry experiment: does a model judge answers better than it generates them?
+
+For every dataset and model: (1) generate an answer from the passage alone, scored by
+the official metric; (2) every judge model (the author itself included) reads passage,
+question and a candidate answer and we read P(correct) from the log-probabilities of
+" Yes" / " No" in one forward pass, plus (optionally) a short greedy text verdict; the
+candidates are every model's answers and a balanced gold/wrong-span pair per item.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from collections import defaultdict
+from typing import Any, Literal
+
+import numpy as np
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from scipy import stats
+
+from judgegap.backends.base import GenRequest
+from judgegap.errors import ConfigError
+from judgegap.experiments.base import EXPERIMENTS, RunContext
+from judgegap.experiments.candidates import balanced_candidates, clean_answer, display_answer
+from judgegap.metrics.bootstrap import Estimate, bootstrap_indices, mean_ci, paired_diff_ci
+from judgegap.metrics.judging import balanced_accuracy, judge_report
+from judgegap.metrics.qa import score_item
+from judgegap.prompts import JUDGE_CHOICES, PROMPTS
+from judgegap.store import Store
+
+NAME = "asymmetry"
+
+
+class AsymmetryParams(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    f1_threshold: float = Field(default=0.5, gt=0.0, le=1.0)
+    judges: Literal["all", "self"] | list[str] = "all"
+    balanced_candidates: bool = True
+    text_verdict: bool = True
+    generate_template: str = "qa_generate"
+    judge_template: str = "qa_judge"
+
+
+def parse_params(params: dict[str, Any]) -> AsymmetryParams:
+    try:
+        return AsymmetryParams.model_validate(params)
+    except ValidationError as exc:
+        err = exc.errors()[0]
+        loc = ".".join(str(x) for x in err["loc"])
+        raise ConfigError(f"experiments.asymmetry.params.{loc}: {err['msg']}") from None
+
+
+_YES = re.compile(r"\b(yes|correct|true|right)\b", re.I)
+_NO = re.compile(r"\b(no|incorrect|false|wrong|not correct)\b", re.I)
+
+
+def parse_verdict(text: str) -> int | None:
+    """1 (correct), 0 (incorrect) or None when the reply is empty or says both."""
+    t = text.strip()
+    yes, no = bool(_YES.search(t)), bool(_NO.search(t))
+    if yes and not no:
+        return 1
+    if no and not yes:
+        return 0
+    if yes and no:  # "No, it is not correct" contains both 'no' and 'correct': take the first word
+        first = re.match(r"\W*(\w+)", t)
+        w = first.group(1).lower() if first else ""
+        if w in ("yes", "correct", "true", "right"):
+            return 1
+        if w in ("no", "incorrect", "false", "wrong"):
+            return 0
+    return None
+
+
+def p_correct(lp_yes: float, lp_no: float) -> tuple[float, float]:
+    """P(correct) renormalised over the two verdict tokens, and their total mass."""
+    m = max(lp_yes, lp_no)
+    if m == -math.inf:
+        return 0.5, 0.0
+    a, b = math.exp(lp_yes - m), math.exp(lp_no - m)
+    return a / (a + b), math.exp(m) * (a + b)
+
+
+@EXPERIMENTS.register(NAME)
+class Asymmetry:
+    name = NAME
+
+    def run(self, ctx: RunContext, params: dict[str, Any]) -> None:
+        p = parse_params(params)
+        gen_t, judge_t = PROMPTS.get(p.generate_template), PROMPTS.get(p.judge_template)
+        models = ctx.config.models
+        judges = [m.name for m in models] if p.judges == "all" else (
+            [] if p.judges == "self" else list(p.judges))
+        unknown = [j for j in judges if j not in {m.name for m in models}]
+        if unknown:
+            raise ConfigError(f"experiments.asymmetry.params.judges: unknown model(s) {', '.join(unknown)}")
+        for ds_name, items in ctx.datasets.items():
+            metric = ctx.dataset_metrics[ds_name]
+            allow_unans = any(not it.answerable for it in items)
+            answers: dict[str, dict[str, str]] = {}
+            # 1. generate
+            for m in models:
+                be = ctx.backend(m.name)
+                g = m.generation
+                reqs = [GenRequest(gen_t.render(context=it.context, question=it.question,
+                                                allow_unanswerable=allow_unans),
+                                   max_new_tokens=g.max_new_tokens, temperature=g.temperature, top_p=g.top_p,
+                                   stop=tuple(g.stop), seed=g.seed) for it in items]
+                comps = self._with_progress(ctx, f"{ds_name} · {m.name} · generate", len(reqs), be,
+                                            lambda: be.generate(reqs))
+                recs = []
+                answers[m.name] = {}
+                for it, c in zip(items, comps):
+                    pred = clean_answer(c.text)
+                    em, f1 = score_item(metric, pred, it)
+                    answers[m.name][it.id] = pred
+                    recs.append((f"{ds_name}|{m.name}|{it.id}", {
+                        "dataset": ds_name, "item_id": it.id, "model": m.name, "role": "generate",
+                        "raw_text": c.text, "prediction": pred, "em": em, "f1": f1,
+                        "correct": int(f1 >= p.f1_threshold), "n_tokens": c.n_tokens,
+                        "answerable": it.answerable, "question": it.question, "context": it.context,
+                        "gold": " | ".join(it.answers) if it.answerable else "(unanswerable)",
+                        "question_type": str(it.metadata.get("question_type", "")),
+                        "hops": it.metadata.get("hops"), "template": gen_t.id,
+                    }))
+                ctx.store.put_records(NAME, "generation", recs)
+            # 2. judge: every judge on every author's answers (+ balanced gold / wrong-span pair)
+            cands = balanced_candidates(ctx.pools.get(ds_name, items), metric, p.f1_threshold, ctx.config.seed) \
+                if p.balanced_candidates else {}
+            judge_names = judges or [m.name for m in models]
+            for jname in judge_names:
+                authors = [m.name for m in models] if p.judges != "self" else [jname]
+                rows: list[dict[str, Any]] = []
+                for it in items:
+                    for a in authors:
+                        pred = answers[a][it.id]
+                        rows.append({"item": it, "author": a, "candidate": display_answer(pred), "pred": pred})
+                    for kind, text in cands.get(it.id, []):
+                        pred = clean_answer(text)
+                        rows.append({"item": it, "author": kind, "candidate": display_answer(pred), "pred": pred})
+                prompts = [judge_t.render(context=r["item"].context, question=r["item"].question,
+                                          candidate=r["candidate"], allow_unanswerable=allow_unans) for r in rows]
+                be = ctx.backend(jname)
+                lps = self._with_progress(ctx, f"{ds_name} · {jname} · judge (log-prob)", len(prompts), be,
+                                          lambda: be.score_choices(prompts, list(JUDGE_CHOICES)))
+                texts: list[str | None] = [None] * len(rows)
+                if p.text_verdict:  # second mode, on the judge's own answers: a short greedy reply
+                    own = [k for k, r in enumerate(rows) if r["author"] == jname]
+                    reqs = [GenRequest(prompts[k], max_new_tokens=4, temperature=0.0, stop=("\n",)) for k in own]
+                    comps = self._with_progress(ctx, f"{ds_name} · {jname} · self-judge (text)", len(reqs), be,
+                                                lambda: be.generate(reqs))
+                    for k, c in zip(own, comps):
+                        texts[k] = c.text
+                recs = []
+                for r, lp, txt in zip(rows, lps, texts):
+                    it = r["item"]
+                    em, f1 = score_item(metric, r["pred"], it)
+                    pc, mass = p_correct(lp[0], lp[1])
+                    recs.append((f"{ds_name}|{jname}|{r['author']}|{it.id}", {
+                        "dataset": ds_name, "item_id": it.id, "judge": jname, "author": r["author"],
+                        "role": "self_judge" if r["author"] == jname else "judge",
+                        "candidate": r["candidate"], "label": int(f1 >= p.f1_threshold), "label_f1": f1,
+                        "lp_yes": lp[0], "lp_no": lp[1], "p_correct": pc, "verdict_mass": mass,
+                        "text_reply": txt, "text_verdict": parse_verdict(txt) if txt is not None else None,
+                        "template": judge_t.id,
+                    }))
+                ctx.store.put_records(NAME, "judgment", recs)
+
+    @staticmethod
+    def _with_progress(ctx: RunContext, label: str, total: int, be, fn):
+        if ctx.progress is None:
+            return fn()
+        task = ctx.progress.add_task(label, total=total)
+        be.progress = lambda k: ctx.progress.advance(task, k)
+        try:
+            return fn()
+        finally:
+            be.progress = None
+            ctx.progress.update(task, completed=total)
+
+    def summarize(self, store: Store, config: dict[str, Any], params: dict[str, Any]) -> dict[str, Any]:
+        return summarize_records(store.records(NAME, "generation"), store.records(NAME, "judgment"),
+                                 parse_params(params), config.get("bootstrap_resamples", 1000),
+                                 config.get("seed", 0))
+
+
+def _est(e: Estimate) -> dict[str, Any]:
+    return e.to_dict()
+
+
+def verdict_text(gap: Estimate) -> str:
+    if math.isnan(gap.value) or math.isnan(gap.ci_low):
+        return "not enough data"
+    if gap.ci_low > 0:
+        return "judges better than it generates"
+    if gap.ci_high < 0:
+        return "judges worse than it generates"
+    return "no significant difference"
+
+
+VERDICT_BASIS = ("chance-corrected: accuracy on a balanced judged set (each item's gold answer and a wrong"
+                 " span from the passage) minus generation accuracy (F1 >= threshold), paired bootstrap 95% CI"
+                 " over items")
+
+
+def summarize_records(gens: list[dict[str, Any]], judg: list[dict[str, Any]], p: AsymmetryParams,
+                      resamples: int = 1000, seed: int = 0) -> dict[str, Any]:
+    kw = {"n_resamples": resamples, "seed": 12345 + seed}
+    out: dict[str, Any] = {"experiment": NAME, "f1_threshold": p.f1_threshold, "verdict_basis": VERDICT_BASIS,
+                           "datasets": {}}
+    by_ds: dict[str, list[dict[str, Any]]] = defaultdict(list)
+    for g in gens:
+        by_ds[g["dataset"]].append(g)
+    jd: dict[str, list[dict[str, Any]]] = defaultdict(list)
+    for j in judg:
+        jd[j["dataset"]].append(j)
+    for ds, grecs in by_ds.items():
+        models = sorted({g["model"] for g in grecs})
+        dsum: dict[str, Any] = {"models": {}, "matrix": {}}
+        jrecs = jd.get(ds, [])
+        index = {(j["judge"], j["author"], j["item_id"]): j for j in jrecs}
+        for m in models:
+            mg = sorted((g for g in grecs if g["model"] == m), key=lambda g: g["item_id"])
+            ids = [g["item_id"] for g in mg]
+            corr = np.array([g["correct"] for g in mg], dtype=float)
+            msum: dict[str, Any] = {
+                "n_items": len(mg),
+                "generation": {
+                    "em": _est(mean_ci([g["em"] for g in mg], **kw)),
+                    "f1": _est(mean_ci([g["f1"] for g in mg], **kw)),
+                    "accuracy": _est(mean_ci(corr, **kw)),
+                },
+            }
+            selfj = [index.get((m, m, i)) for i in ids]
+            if all(s is not None for s in selfj) and selfj:
+                y = np.array([s["label"] for s in selfj])
+                pc = np.array([s["p_correct"] for s in selfj])
+                rep = judge_report(y, pc, **kw)
+                msum["self_judge"] = {k: _est(v) for k, v in rep.items()}
+                tv = [s["text_verdict"] for s in selfj]
+                if any(s["text_reply"] is not None for s in selfj):
+                    parsed = [(yy, t) for yy, t in zip(y, tv) if t is not None]
+                    msum["self_judge_text"] = {
+                        "accuracy": _est(mean_ci([float(yy == t) for yy, t in parsed], **kw)),
+                        "n_parsed": len(parsed),
+                        "n_unparsed": sum(t is None for t in tv),
+                    }
+                v = (pc >= 0.5).astype(int)
+                judge_ok = (v == y).astype(float)
+                msum["gap_raw"] = _est(paired_diff_ci(judge_ok, corr, **kw))
+                msum["gap_balanced_accuracy"] = _est(bootstrap_indices(
+                    lambda i: balanced_accuracy(y[i], v[i]) - float(corr[i].mean()), len(y), **kw))
+                msum["blind_spots"] = [ids[k] for k in range(len(ids)) if corr[k] == 0 and v[k] == 1]
+            # balanced judged set
+            pairs = []
+            for k, i in enumerate(ids):
+                g_, w_ = index.get((m, "gold", i)), index.get((m, "wrong_span", i))
+                if g_ and w_:
+                    ok = [float((r["p_correct"] >= 0.5) == bool(r["label"])) for r in (g_, w_)]
+                    pairs.append((k, float(np.mean(ok)), g_, w_))
+            if pairs:
+                jb = np.array([x[1] for x in pairs])
+                gsub = corr[[x[0] for x in pairs]]
+                yb = np.array([r["label"] for x in pairs for r in (x[2], x[3])])
+                pb = np.array([r["p_correct"] for x in pairs for r in (x[2], x[3])])
+                brep = judge_report(yb, pb, **kw)
+                msum["balanced_set"] = {"n_items": len(pairs),
+                                        "label_balance": float(yb.mean()),
+                                        **{k: _est(brep[k]) for k in ("accuracy", "balanced_accuracy", "auroc",
+                                                                      "brier", "tpr", "tnr")}}
+                gap = paired_diff_ci(jb, gsub, **kw)
+                msum["gap_balanced_set"] = _est(gap)
+                msum["verdict"] = verdict_text(gap)
+                msum["judge_generation_correlation"] = _correlation(jb, gsub, kw)
+                msum["breakdown"] = _breakdown([mg[x[0]] for x in pairs], jb, gsub, kw)
+            dsum["models"][m] = msum
+        # judge x author matrix on model-written answers
+        judges = sorted({j["judge"] for j in jrecs})
+        for jn in judges:
+            row = {}
+            for a in models:
+                rs = [j for j in jrecs if j["judge"] == jn and j["author"] == a]
+                if not rs:
+                    continue
+                y = np.array([r["label"] for r in rs])
+                pc = np.array([r["p_correct"] for r in rs])
+                rep = judge_report(y, pc, **kw)
+                row[a] = {k: _est(rep[k]) for k in ("accuracy", "balanced_accuracy", "auroc", "accept_rate")}
+            dsum["matrix"][jn] = row
+            sp = _self_preference(jn, models, jrecs, kw)
+            if sp is not None and jn in dsum["models"]:
+                dsum["models"][jn]["self_preference"] = sp
+        out["datasets"][ds] = dsum
+    return out
+
+
+def _correlation(jb: np.ndarray, g: np.ndarray, kw: dict[str, Any]) -> dict[str, Any]:
+    def rho(i: np.ndarray) -> float:
+        a, b = jb[i], g[i]
+        if np.all(a == a[0]) or np.all(b == b[0]):
+            return float("nan")
+        return float(stats.spearmanr(a, b).statistic)
+
+    return {"spearman": _est(bootstrap_indices(rho, len(jb), **kw)),
+            "note": "Spearman between per-item generation correctness and balanced-set judging accuracy"}
+
+
+def _breakdown(gens: list[dict[str, Any]], jb: np.ndarray, g: np.ndarray, kw: dict[str, Any]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for key in ("question_type", "hops"):
+        groups: dict[str, list[int]] = defaultdict(list)
+        for k, rec in enumerate(gens):
+            val = rec.get(key)
+            if val not in (None, ""):
+                groups[str(val)].append(k)
+        if len(groups) < 2:
+            continue
+        out[key] = {
+            name: {"n": len(ix), "generation_accuracy": _est(mean_ci(g[ix], **kw)),
+                   "judge_accuracy_balanced": _est(mean_ci(jb[ix], **kw))}
+            for name, ix in sorted(groups.items())
+        }
+    return out
+
+
+def _self_preference(judge: str, models: list[str], jrecs: list[dict[str, Any]],
+                     kw: dict[str, Any]) -> dict[str, Any] | None:
+    """Accept rate of the judge's own wrong answers minus other models' wrong answers."""
+    others = [m for m in models if m != judge]
+    if judge not in models or not others:
+        return None
+    per_item: dict[str, tuple[list[float], list[float]]] = defaultdict(lambda: ([], []))
+    for r in jrecs:
+        if r["judge"] != judge or r["label"] == 1 or r["author"] not in models:
+            continue
+        acc = float(r["p_correct"] >= 0.5)
+        per_item[r["item_id"]][0 if r["author"] == judge else 1].append(acc)
+    items = [v for v in per_item.values() if v[0] and v[1]]
+    if len(items) < 2:
+        return None
+
+    def stat(i: np.ndarray) -> float:
+        own = [x for k in i for x in items[k][0]]
+        oth = [x for k in i for x in items[k][1]]
+        return float(np.mean(own) - np.mean(oth))
+
+    own_rate = float(np.mean([x for it in items for x in it[0]]))
+    other_rate = float(np.mean([x for it in items for x in it[1]]))
+    return {"difference": _est(bootstrap_indices(stat, len(items), **kw)), "own_wrong_accept_rate": own_rate,
+            "others_wrong_accept_rate": other_rate, "n_items": len(items)}

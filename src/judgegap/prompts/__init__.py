@@ -1,0 +1,79 @@
+"""Versioned prompt templates (jinja2), registered by name and recorded with every result.
+
+Shared content comes first (instructions, passage, question) and the candidate answer
+last, so the judge prompts of one item share a long token prefix that the ``hf``
+backend encodes once.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from jinja2 import Environment, StrictUndefined
+
+from judgegap.backends.base import ChatPrompt
+from judgegap.registry import Registry
+
+_ENV = Environment(undefined=StrictUndefined, keep_trailing_newline=False, autoescape=False)
+
+
+@dataclass(frozen=True)
+class PromptTemplate:
+    name: str
+    version: str
+    system: str
+    user: str
+    assistant_prefix: str = ""
+
+    @property
+    def id(self) -> str:
+        return f"{self.name}@{self.version}"
+
+    def render(self, **values: Any) -> ChatPrompt:
+        system = _ENV.from_string(self.system).render(**values).strip()
+        user = _ENV.from_string(self.user).render(**values).strip()
+        return ChatPrompt.of(system or None, user, self.assistant_prefix)
+
+    def to_dict(self) -> dict[str, str]:
+        return {"id": self.id, "system": self.system, "user": self.user, "assistant_prefix": self.assistant_prefix}
+
+
+PROMPTS: Registry[PromptTemplate] = Registry("prompt template")
+
+
+def register_prompt(t: PromptTemplate) -> PromptTemplate:
+    PROMPTS.add(t.name, t)
+    return t
+
+
+QA_GENERATE = register_prompt(PromptTemplate(
+    name="qa_generate",
+    version="1",
+    system=(
+        "Answer the question using only the passage. Reply with the shortest answer, copied from the passage"
+        " where possible, and no explanation."
+        "{% if allow_unanswerable %} If the passage does not contain the answer, reply exactly: unanswerable{% endif %}"
+    ),
+    user="Passage:\n{{ context }}\n\nQuestion: {{ question }}",
+    assistant_prefix="Answer:",
+))
+
+QA_JUDGE = register_prompt(PromptTemplate(
+    name="qa_judge",
+    version="1",
+    system=(
+        "You check answers to reading-comprehension questions. The passage is the only source of truth."
+        "{% if allow_unanswerable %} The answer \"unanswerable\" is correct only if the passage does not contain"
+        " the answer.{% endif %}"
+    ),
+    user=(
+        "Passage:\n{{ context }}\n\nQuestion: {{ question }}\n\nProposed answer: {{ candidate }}\n\n"
+        "Is the proposed answer correct according to the passage? Reply with Yes or No."
+    ),
+    assistant_prefix="Verdict:",
+))
+
+JUDGE_CHOICES = (" Yes", " No")
+
+__all__ = ["JUDGE_CHOICES", "PROMPTS", "PromptTemplate", "QA_GENERATE", "QA_JUDGE", "register_prompt"]

@@ -1,0 +1,76 @@
+"""Matplotlib figures rendered to PNG bytes (embedded in the self-contained report)."""
+
+from __future__ import annotations
+
+import io
+from typing import Any
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+
+
+def _png(fig) -> bytes:
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=110, bbox_inches="tight")
+    plt.close(fig)
+    return buf.getvalue()
+
+
+def _err(e: dict[str, Any]) -> tuple[float, float, float]:
+    v, lo, hi = e["value"], e["ci_low"], e["ci_high"]
+    if any(x is None or np.isnan(x) for x in (v, lo, hi)):
+        return (v if v is not None else np.nan), 0.0, 0.0
+    return v, max(v - lo, 0.0), max(hi - v, 0.0)
+
+
+def bar_gen_vs_judge(rows: list[dict[str, Any]]) -> bytes:
+    """rows: {label, series: {name: estimate}} -> grouped bars with CI whiskers."""
+    names = list(rows[0]["series"]) if rows else []
+    fig, ax = plt.subplots(figsize=(max(5, 1.6 * len(rows) + 2), 3.6))
+    width = 0.8 / max(len(names), 1)
+    x = np.arange(len(rows))
+    for k, name in enumerate(names):
+        vals = [_err(r["series"][name]) if r["series"].get(name) else (np.nan, 0, 0) for r in rows]
+        ax.bar(x + k * width, [v[0] for v in vals], width, yerr=[[v[1] for v in vals], [v[2] for v in vals]],
+               capsize=3, label=name)
+    ax.set_xticks(x + width * (len(names) - 1) / 2, [r["label"] for r in rows], rotation=15, ha="right")
+    ax.set_ylim(0, 1)
+    ax.set_ylabel("accuracy (95% CI)")
+    ax.legend(fontsize=8, loc="upper right")
+    ax.grid(axis="y", alpha=0.3)
+    return _png(fig)
+
+
+def heatmap(matrix: list[list[float]], rows: list[str], cols: list[str], title: str) -> bytes:
+    arr = np.array(matrix, dtype=float)
+    fig, ax = plt.subplots(figsize=(1.3 * len(cols) + 2.5, 0.7 * len(rows) + 1.8))
+    im = ax.imshow(arr, vmin=0, vmax=1, cmap="viridis")
+    ax.set_xticks(range(len(cols)), cols, rotation=20, ha="right")
+    ax.set_yticks(range(len(rows)), rows)
+    ax.set_xlabel("author of the judged answer")
+    ax.set_ylabel("judge")
+    for i in range(arr.shape[0]):
+        for j in range(arr.shape[1]):
+            if not np.isnan(arr[i, j]):
+                ax.text(j, i, f"{arr[i, j]:.2f}", ha="center", va="center",
+                        color="white" if arr[i, j] < 0.6 else "black", fontsize=9)
+    ax.set_title(title, fontsize=10)
+    fig.colorbar(im, ax=ax, fraction=0.046)
+    return _png(fig)
+
+
+def reliability(curves: dict[str, tuple[np.ndarray, np.ndarray]], title: str) -> bytes:
+    fig, ax = plt.subplots(figsize=(4.2, 4))
+    ax.plot([0, 1], [0, 1], "k--", lw=1, label="perfect calibration")
+    for name, (prob_pred, prob_true) in curves.items():
+        ax.plot(prob_pred, prob_true, marker="o", label=name)
+    ax.set_xlabel("judge P(correct)")
+    ax.set_ylabel("fraction actually correct")
+    ax.set_xlim(0, 1)
+    ax.set_ylim(0, 1)
+    ax.set_title(title, fontsize=10)
+    ax.legend(fontsize=7)
+    return _png(fig)

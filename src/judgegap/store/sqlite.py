@@ -1,0 +1,240 @@
+"""The results store: one SQLite file per output directory.
+
+``calls`` caches every model call under a hash of everything that changes its output
+(backend, model fingerprint, method, prompt, parameters), so a run killed at any point
+resumes without repeating a completed call. ``runs`` records config, versions, git
+commit and seed of each run; ``records`` holds the experiment's typed results, from
+which reports are rebuilt without calling any model.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import sqlite3
+import threading
+import time
+from collections.abc import Iterable, Iterator
+from pathlib import Path
+from typing import Any
+
+from judgegap.errors import JudgegapError
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS runs (
+    run_id INTEGER PRIMARY KEY AUTOINCREMENT,
+    name TEXT NOT NULL,
+    started_at REAL NOT NULL,
+    finished_at REAL,
+    status TEXT NOT NULL,
+    seed INTEGER,
+    config_json TEXT NOT NULL,
+    env_json TEXT NOT NULL,
+    summary_json TEXT
+);
+CREATE TABLE IF NOT EXISTS calls (
+    key TEXT PRIMARY KEY,
+    backend TEXT NOT NULL,
+    model TEXT NOT NULL,
+    method TEXT NOT NULL,
+    request_json TEXT NOT NULL,
+    response_json TEXT NOT NULL,
+    elapsed_s REAL,
+    created_at REAL NOT NULL,
+    run_id INTEGER
+);
+CREATE TABLE IF NOT EXISTS records (
+    run_id INTEGER NOT NULL,
+    experiment TEXT NOT NULL,
+    kind TEXT NOT NULL,
+    record_key TEXT NOT NULL,
+    record_json TEXT NOT NULL,
+    PRIMARY KEY (experiment, kind, record_key)
+);
+CREATE TABLE IF NOT EXISTS events (
+    run_id INTEGER,
+    at REAL NOT NULL,
+    kind TEXT NOT NULL,
+    detail_json TEXT NOT NULL
+);
+"""
+
+
+def canonical_json(obj: Any) -> str:
+    return json.dumps(obj, sort_keys=True, separators=(",", ":"), ensure_ascii=False, default=str)
+
+
+def call_key(backend: str, fingerprint: dict[str, Any], method: str, request: dict[str, Any]) -> str:
+    """Hash of everything that can change a call's output."""
+    payload = canonical_json({"backend": backend, "model": fingerprint, "method": method, "request": request})
+    return hashlib.sha256(payload.encode("utf-8")).hexdigest()
+
+
+class Store:
+    """Thread-safe SQLite store (WAL mode) for calls, runs and records."""
+
+    FILENAME = "judgegap.sqlite"
+
+    def __init__(self, path: Path | str) -> None:
+        self.path = Path(path)
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            self._conn = sqlite3.connect(self.path, check_same_thread=False, timeout=30.0)
+            self._conn.execute("PRAGMA journal_mode=WAL")
+            self._conn.execute("PRAGMA synchronous=NORMAL")
+            self._conn.executescript(SCHEMA)
+        except (OSError, sqlite3.Error) as exc:
+            raise JudgegapError(f"cannot open results store {self.path}: {exc}") from None
+        self._lock = threading.RLock()
+        self.run_id: int | None = None
+        self.hits = 0
+        self.misses = 0
+
+    @classmethod
+    def in_dir(cls, output_dir: Path | str) -> Store:
+        return cls(Path(output_dir) / cls.FILENAME)
+
+    def close(self) -> None:
+        with self._lock:
+            self._conn.close()
+
+    # -- runs ---------------------------------------------------------------
+    def start_run(self, name: str, config: dict[str, Any], env: dict[str, Any], seed: int) -> int:
+        with self._lock, self._conn:
+            cur = self._conn.execute(
+                "INSERT INTO runs(name, started_at, status, seed, config_json, env_json) VALUES (?,?,?,?,?,?)",
+                (name, time.time(), "running", seed, canonical_json(config), canonical_json(env)),
+            )
+        self.run_id = int(cur.lastrowid)
+        return self.run_id
+
+    def finish_run(self, status: str, summary: dict[str, Any] | None = None) -> None:
+        if self.run_id is None:
+            return
+        with self._lock, self._conn:
+            self._conn.execute(
+                "UPDATE runs SET finished_at=?, status=?, summary_json=? WHERE run_id=?",
+                (time.time(), status, canonical_json(summary) if summary is not None else None, self.run_id),
+            )
+
+    def runs(self) -> list[dict[str, Any]]:
+        with self._lock:
+            rows = self._conn.execute(
+                "SELECT run_id, name, started_at, finished_at, status, seed, config_json, env_json, summary_json"
+                " FROM runs ORDER BY run_id").fetchall()
+        out = []
+        for r in rows:
+            out.append({"run_id": r[0], "name": r[1], "started_at": r[2], "finished_at": r[3], "status": r[4],
+                        "seed": r[5], "config": json.loads(r[6]), "env": json.loads(r[7]),
+                        "summary": json.loads(r[8]) if r[8] else None})
+        return out
+
+    def last_run(self) -> dict[str, Any] | None:
+        runs = self.runs()
+        return runs[-1] if runs else None
+
+    def log_event(self, kind: str, detail: dict[str, Any]) -> None:
+        with self._lock, self._conn:
+            self._conn.execute("INSERT INTO events(run_id, at, kind, detail_json) VALUES (?,?,?,?)",
+                               (self.run_id, time.time(), kind, canonical_json(detail)))
+
+    def events(self, kind: str | None = None) -> list[dict[str, Any]]:
+        q = "SELECT run_id, at, kind, detail_json FROM events"
+        args: tuple[Any, ...] = ()
+        if kind:
+            q += " WHERE kind=?"
+            args = (kind,)
+        with self._lock:
+            rows = self._conn.execute(q, args).fetchall()
+        return [{"run_id": r[0], "at": r[1], "kind": r[2], **json.loads(r[3])} for r in rows]
+
+    # -- calls ----------------------------------------------------------------
+    def get_calls(self, keys: Iterable[str]) -> dict[str, dict[str, Any]]:
+        keys = list(keys)
+        out: dict[str, dict[str, Any]] = {}
+        with self._lock:
+            for i in range(0, len(keys), 500):
+                chunk = keys[i:i + 500]
+                q = f"SELECT key, response_json FROM calls WHERE key IN ({','.join('?' * len(chunk))})"
+                for k, resp in self._conn.execute(q, chunk):
+                    out[k] = json.loads(resp)
+        self.hits += len(out)
+        self.misses += len(keys) - len(out)
+        return out
+
+    def put_calls(self, rows: Iterable[tuple[str, str, str, str, dict[str, Any], dict[str, Any], float]]) -> None:
+        """Insert (key, backend, model, method, request, response, elapsed_s) rows atomically."""
+        now = time.time()
+        with self._lock, self._conn:
+            self._conn.executemany(
+                "INSERT OR REPLACE INTO calls(key, backend, model, method, request_json, response_json,"
+                " elapsed_s, created_at, run_id) VALUES (?,?,?,?,?,?,?,?,?)",
+                [(k, b, m, meth, canonical_json(req), canonical_json(resp), el, now, self.run_id)
+                 for k, b, m, meth, req, resp, el in rows],
+            )
+
+    def count_calls(self, method: str | None = None) -> int:
+        with self._lock:
+            if method:
+                return int(self._conn.execute("SELECT COUNT(*) FROM calls WHERE method=?", (method,)).fetchone()[0])
+            return int(self._conn.execute("SELECT COUNT(*) FROM calls").fetchone()[0])
+
+    def iter_calls(self) -> Iterator[dict[str, Any]]:
+        with self._lock:
+            rows = self._conn.execute(
+                "SELECT key, backend, model, method, request_json, response_json, elapsed_s, created_at, run_id"
+                " FROM calls ORDER BY created_at").fetchall()
+        for r in rows:
+            yield {"key": r[0], "backend": r[1], "model": r[2], "method": r[3], "request": json.loads(r[4]),
+                   "response": json.loads(r[5]), "elapsed_s": r[6], "created_at": r[7], "run_id": r[8]}
+
+    # -- records --------------------------------------------------------------
+    def put_records(self, experiment: str, kind: str, records: Iterable[tuple[str, dict[str, Any]]]) -> None:
+        with self._lock, self._conn:
+            self._conn.executemany(
+                "INSERT OR REPLACE INTO records(run_id, experiment, kind, record_key, record_json) VALUES (?,?,?,?,?)",
+                [(self.run_id or 0, experiment, kind, k, canonical_json(r)) for k, r in records],
+            )
+
+    def records(self, experiment: str, kind: str | None = None) -> list[dict[str, Any]]:
+        q = "SELECT record_json FROM records WHERE experiment=?"
+        args: tuple[Any, ...] = (experiment,)
+        if kind:
+            q += " AND kind=?"
+            args += (kind,)
+        with self._lock:
+            return [json.loads(r[0]) for r in self._conn.execute(q + " ORDER BY rowid", args)]
+
+    def to_pandas(self, table: str = "records"):
+        """A table as a pandas DataFrame (records are flattened one level)."""
+        import pandas as pd
+
+        if table == "calls":
+            return pd.DataFrame(list(self.iter_calls()))
+        if table == "runs":
+            return pd.DataFrame(self.runs())
+        if table == "records":
+            with self._lock:
+                rows = self._conn.execute("SELECT experiment, kind, record_json FROM records").fetchall()
+            return pd.json_normalize([{"experiment": e, "kind": k, **json.loads(j)} for e, k, j in rows],
+                                     max_level=0)
+        raise JudgegapError(f"unknown table {table!r} (calls, runs, records)")
+
+    def export_jsonl(self, table: str, path: Path) -> int:
+        """Write a table as JSON Lines; returns the number of lines."""
+        if table == "calls":
+            rows: Iterable[dict[str, Any]] = self.iter_calls()
+        elif table == "runs":
+            rows = self.runs()
+        else:
+            with self._lock:
+                raw = self._conn.execute("SELECT experiment, kind, record_json FROM records ORDER BY rowid").fetchall()
+            rows = ({"experiment": e, "kind": k, **json.loads(j)} for e, k, j in raw)
+        n = 0
+        tmp = path.with_suffix(path.suffix + ".tmp")
+        with tmp.open("w", encoding="utf-8") as fh:
+            for r in rows:
+                fh.write(json.dumps(r, ensure_ascii=False, default=str) + "\n")
+                n += 1
+        tmp.replace(path)
+        return n
