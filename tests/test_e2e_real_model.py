@@ -32,5 +32,5 @@ def test_smollm2_asymmetry_on_real_squad2(tmp_path, data_dir):
     # a real model gives real, distinct verdict probabilities that sum with their mass sensibly
     assert len({round(r["p_correct"], 6) for r in judged}) > 3
     assert all(0 < r["verdict_mass"] <= 1.0 + 1e-6 for r in judged)
-    assert "asymmetry" in (tmp_path / "out" / "report.html").read_text()
+    assert "Asymmetry: generation vs judging" in (tmp_path / "out" / "report.html").read_text()
     assert "Asymmetry" in p.stdout

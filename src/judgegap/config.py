@@ -65,6 +65,8 @@ class ModelConfig(_Strict):
     concurrency: int = Field(default=8, ge=1, le=256)
     timeout_s: float = Field(default=60.0, gt=0)
     max_retries: int = Field(default=6, ge=0, le=20)
+    tokenizer: str | None = Field(default=None, description="openai: render chat templates locally with this model's tokenizer")
+    logprobs: bool = Field(default=True, description="openai: the server returns log-probabilities")
 
     @field_validator("backend")
     @classmethod
@@ -119,6 +121,16 @@ class RunConfig(_Strict):
         dup = {n for n in names if names.count(n) > 1}
         if dup:
             raise ValueError(f"model names must be unique, repeated: {', '.join(sorted(dup))}")
+        return self
+
+    @model_validator(mode="after")
+    def _logprobs_where_needed(self) -> RunConfig:
+        needs = {"asymmetry"}
+        if any(e.name in needs for e in self.experiments):
+            for i, m in enumerate(self.models):
+                if not m.logprobs:
+                    raise ValueError(f"models[{i}] ({m.name}) has logprobs: false but the asymmetry experiment"
+                                     " reads verdicts from log-probabilities; use a server that returns them")
         return self
 
     def dataset_data_dir(self, ds: DatasetConfig) -> Path | None:

@@ -51,6 +51,28 @@ def _lcp(a: list[int], b: list[int]) -> int:
     return i
 
 
+def load_tokenizer(ref: str):
+    """A model's tokenizer (chat template included) without loading its weights."""
+    from transformers import AutoTokenizer
+
+    try:
+        if ref in BUILTIN_MODELS:
+            gp = resolve_builtin(ref)
+            conv = cache_dir() / "converted" / f"{gp.stem}-{file_fingerprint(gp)}"
+            if (conv / "tokenizer_config.json").is_file():
+                return AutoTokenizer.from_pretrained(conv)
+            return AutoTokenizer.from_pretrained(gp.parent, gguf_file=gp.name)
+        p = Path(ref).expanduser()
+        if p.suffix == ".gguf":
+            _check_gguf(p)
+            return AutoTokenizer.from_pretrained(p.parent, gguf_file=p.name)
+        return AutoTokenizer.from_pretrained(ref, local_files_only=p.is_dir())
+    except BackendError:
+        raise
+    except Exception as exc:  # noqa: BLE001
+        raise BackendError(f"cannot load tokenizer {ref!r}: {type(exc).__name__}: {exc}") from None
+
+
 @BACKENDS.register("hf")
 class HFBackend(Backend):
     backend_name = "hf"

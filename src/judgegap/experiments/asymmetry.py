@@ -173,10 +173,11 @@ class Asymmetry:
         task = ctx.progress.add_task(label, total=total)
         be.progress = lambda k: ctx.progress.advance(task, k)
         try:
-            return fn()
+            result = fn()
         finally:
             be.progress = None
-            ctx.progress.update(task, completed=total)
+        ctx.progress.update(task, completed=total)
+        return result
 
     def summarize(self, store: Store, config: dict[str, Any], params: dict[str, Any]) -> dict[str, Any]:
         return summarize_records(store.records(NAME, "generation"), store.records(NAME, "judgment"),

@@ -1,0 +1,142 @@
+"""The openai backend against real local HTTP servers: faults, retries, bad keys, no logprobs."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import socket
+import threading
+import time
+
+import pytest
+import yaml
+from werkzeug import Request, Response
+
+from judgegap.backends.base import ChatPrompt, GenRequest
+from judgegap.backends.openai_compat import OpenAIBackend
+from judgegap.errors import BackendError
+from tests.conftest import run_cli
+
+
+def _ok(body: dict, with_logprobs: bool = True) -> Response:
+    prompt = body.get("prompt", "")
+    h = int(hashlib.sha256(prompt.encode()).hexdigest(), 16)
+    if body.get("max_tokens") == 1:
+        text = " Yes" if h % 2 else " No"
+    else:
+        text = f" answer {h % 97}"
+    lp = {"tokens": [text], "token_logprobs": [-0.5],
+          "top_logprobs": [{" Yes": -0.4 - (h % 7) / 10, " No": -1.1, " The": -3.0}]}
+    choice = {"text": text, "finish_reason": "stop", "index": 0}
+    if with_logprobs:
+        choice["logprobs"] = lp
+    return Response(json.dumps({"choices": [choice], "usage": {"prompt_tokens": len(prompt.split())}}),
+                    content_type="application/json")
+
+
+class FaultyServer:
+    """Every prompt first gets a fault (429, 500, garbage JSON or a slow reply), then a good answer."""
+
+    def __init__(self) -> None:
+        self.seen: dict[str, int] = {}
+        self.lock = threading.Lock()
+        self.faults = 0
+
+    def __call__(self, request: Request) -> Response:
+        body = json.loads(request.data)
+        key = json.dumps(body, sort_keys=True)
+        with self.lock:
+            k = self.seen.get(key, 0)
+            self.seen[key] = k + 1
+        kind = int(hashlib.sha256(key.encode()).hexdigest(), 16) % 5
+        if k == 0 and kind != 4:
+            self.faults += 1
+            if kind == 0:
+                return Response("slow down", status=429, headers={"Retry-After": "0"})
+            if kind == 1:
+                return Response("boom", status=500)
+            if kind == 2:
+                return Response("{not json", status=200, content_type="application/json")
+            time.sleep(1.2)  # longer than the client's timeout
+        return _ok(body)
+
+
+def _prompts(n=6):
+    return [ChatPrompt.of("sys", f"question {i}", "Verdict:") for i in range(n)]
+
+
+def test_retries_recover_from_every_fault(httpserver):
+    server = FaultyServer()
+    httpserver.expect_request("/v1/completions").respond_with_handler(server)
+    be = OpenAIBackend("m", base_url=httpserver.url_for("/v1"), timeout_s=0.5, backoff_base_s=0.01,
+                       concurrency=4)
+    outs = be.generate([GenRequest(p, max_new_tokens=4) for p in _prompts()])
+    assert all(o.text.startswith(" answer") for o in outs)
+    scores = be.score_choices(_prompts(), [" Yes", " No", " Maybe"])
+    assert all(s[1] == -1.1 and s[2] == float("-inf") for s in scores)
+    # a slow reply can also time out requests queued behind it, so retries >= injected faults
+    assert be.retries >= server.faults > 0 and sum(be.failures.values()) == be.retries
+    assert set(be.failures) <= {"http_429", "http_500", "malformed_json", "timeout"}
+
+
+def test_run_against_fault_server_accounts_for_every_item(httpserver, tmp_path, data_dir):
+    server = FaultyServer()
+    httpserver.expect_request("/v1/completions").respond_with_handler(server)
+    cfg = {"name": "faulty", "output_dir": str(tmp_path / "out"), "data_dir": str(data_dir),
+           "datasets": [{"name": "squad2", "n": 10}],
+           "models": [{"name": "srv", "backend": "openai", "model": "m", "base_url": httpserver.url_for("/v1"),
+                       "timeout_s": 0.5, "concurrency": 4}],
+           "experiments": [{"name": "asymmetry", "params": {"text_verdict": False}}]}
+    (tmp_path / "c.yaml").write_text(yaml.safe_dump(cfg))
+    p = run_cli("run", str(tmp_path / "c.yaml"))
+    assert p.returncode == 0, p.stderr
+    recs = [json.loads(x) for x in (tmp_path / "out" / "results.jsonl").read_text().splitlines()]
+    gen_ids = [r["item_id"] for r in recs if r["kind"] == "generation"]
+    assert len(gen_ids) == len(set(gen_ids)) == 10
+    self_j = [r["item_id"] for r in recs if r["kind"] == "judgment" and r["author"] == "srv"]
+    assert sorted(self_j) == sorted(gen_ids)
+    summary = json.loads((tmp_path / "out" / "summary.json").read_text())
+    stats = summary["run"]["backends"]["srv"]
+    assert stats["retries"] > 0 and sum(stats["retry_reasons"].values()) == stats["retries"]
+
+
+def test_wrong_api_key_is_one_line(httpserver, tmp_path, data_dir, monkeypatch):
+    httpserver.expect_request("/v1/completions").respond_with_data("unauthorized", status=401)
+    cfg = {"name": "k", "output_dir": str(tmp_path / "out"), "data_dir": str(data_dir),
+           "datasets": [{"name": "squad2", "n": 2}],
+           "models": [{"name": "srv", "backend": "openai", "model": "m", "base_url": httpserver.url_for("/v1"),
+                       "api_key_env": "JG_TEST_KEY"}],
+           "experiments": ["asymmetry"]}
+    (tmp_path / "c.yaml").write_text(yaml.safe_dump(cfg))
+    p = run_cli("run", str(tmp_path / "c.yaml"), env={"JG_TEST_KEY": "sk-secret-value-123"})
+    assert p.returncode == 1 and "authentication failed (HTTP 401)" in p.stderr
+    errors = [ln for ln in p.stderr.splitlines() if ln.startswith("error:")]
+    assert len(errors) == 1 and "Traceback" not in p.stderr
+    assert "sk-secret-value-123" not in p.stderr + p.stdout
+    for f in (tmp_path / "out").glob("*"):
+        assert b"sk-secret-value-123" not in f.read_bytes()
+
+
+def test_server_down_and_no_logprobs(httpserver):
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    be = OpenAIBackend("m", base_url=f"http://127.0.0.1:{port}/v1", max_retries=1, backoff_base_s=0.01)
+    with pytest.raises(BackendError, match="cannot reach"):
+        be.generate([GenRequest(_prompts(1)[0])])
+    httpserver.expect_request("/v1/completions").respond_with_handler(
+        lambda req: _ok(json.loads(req.data), with_logprobs=False))
+    be = OpenAIBackend("m", base_url=httpserver.url_for("/v1"))
+    with pytest.raises(BackendError, match="no log-probabilities"):
+        be.score_choices(_prompts(1), [" Yes", " No"])
+
+
+def test_logprobs_false_is_rejected_at_config_time(tmp_path, data_dir):
+    cfg = {"name": "k", "output_dir": str(tmp_path / "out"), "data_dir": str(data_dir),
+           "datasets": [{"name": "squad2", "n": 2}],
+           "models": [{"name": "srv", "backend": "openai", "model": "m", "base_url": "http://127.0.0.1:9/v1",
+                       "logprobs": False}],
+           "experiments": ["asymmetry"]}
+    (tmp_path / "c.yaml").write_text(yaml.safe_dump(cfg))
+    p = run_cli("run", str(tmp_path / "c.yaml"))
+    assert p.returncode == 2 and "logprobs: false" in p.stderr
