@@ -23,7 +23,8 @@ app.add_typer(data_app, name="data")
 app.add_typer(models_app, name="models")
 app.add_typer(store_app, name="store")
 
-out = Console()
+# wide tables when output goes to a file or pipe (rich assumes 80 columns there)
+out = Console(width=None if sys.stdout.isatty() else 150)
 err = Console(stderr=True)
 
 

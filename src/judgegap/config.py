@@ -35,9 +35,7 @@ class DatasetConfig(_Strict):
     def _known_dataset(cls, v: str) -> str:
         from judgegap.data import DATASETS
 
-        if v not in DATASETS:
-            raise ValueError(f"unknown dataset {v!r} (known: {', '.join(DATASETS.names())})")
-        return v
+        return DATASETS.validate(v)
 
 
 class GenerationConfig(_Strict):
@@ -73,9 +71,7 @@ class ModelConfig(_Strict):
     def _known_backend(cls, v: str) -> str:
         from judgegap.backends import BACKENDS
 
-        if v not in BACKENDS:
-            raise ValueError(f"unknown backend {v!r} (known: {', '.join(BACKENDS.names())})")
-        return v
+        return BACKENDS.validate(v)
 
     @model_validator(mode="after")
     def _server_needs_url(self) -> ModelConfig:
@@ -93,9 +89,7 @@ class ExperimentConfig(_Strict):
     def _known_experiment(cls, v: str) -> str:
         from judgegap.experiments import EXPERIMENTS
 
-        if v not in EXPERIMENTS:
-            raise ValueError(f"unknown experiment {v!r} (known: {', '.join(EXPERIMENTS.names())})")
-        return v
+        return EXPERIMENTS.validate(v)
 
 
 class RunConfig(_Strict):

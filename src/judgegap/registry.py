@@ -33,12 +33,21 @@ class Registry(Generic[T]):
             raise ValueError(f"{self.kind} {name!r} is already registered")
         self._items[name] = obj
 
+    def unknown_message(self, name: str) -> str:
+        known = ", ".join(sorted(self._items)) or "none"
+        return f"unknown {self.kind} {name!r} (known: {known})"
+
     def get(self, name: str) -> T:
         try:
             return self._items[name]
         except KeyError:
-            known = ", ".join(sorted(self._items)) or "none"
-            raise JudgegapError(f"unknown {self.kind} {name!r} (known: {known})") from None
+            raise JudgegapError(self.unknown_message(name)) from None
+
+    def validate(self, name: str) -> str:
+        """``name`` if registered, else ValueError (for pydantic validators)."""
+        if name not in self._items:
+            raise ValueError(self.unknown_message(name))
+        return name
 
     def names(self) -> list[str]:
         return sorted(self._items)

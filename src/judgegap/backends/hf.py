@@ -51,6 +51,25 @@ def _lcp(a: list[int], b: list[int]) -> int:
     return i
 
 
+class _StopOnText:
+    """Stop each row once its generated text contains a stop string.
+
+    transformers' ``stop_strings`` pre-processes the whole vocabulary on every
+    ``generate`` call (~0.4 s for a 49k vocabulary); decoding the few new tokens per
+    step is far cheaper for the short answers and verdicts generated here.
+    """
+
+    def __init__(self, tok: Any, prompt_len: int, stop: tuple[str, ...]) -> None:
+        self.tok, self.prompt_len, self.stop = tok, prompt_len, [s for s in stop if s]
+
+    def __call__(self, input_ids: Any, scores: Any, **_: Any) -> Any:
+        import torch
+
+        done = [any(s in self.tok.decode(row[self.prompt_len:], skip_special_tokens=True) for s in self.stop)
+                for row in input_ids.tolist()]
+        return torch.tensor(done, dtype=torch.bool, device=input_ids.device)
+
+
 def load_tokenizer(ref: str):
     """A model's tokenizer (chat template included) without loading its weights."""
     from transformers import AutoTokenizer
@@ -142,6 +161,7 @@ class HFBackend(Backend):
         from transformers.utils import logging as hf_logging
 
         hf_logging.set_verbosity_error()
+        hf_logging.disable_progress_bar()
         torch = self.torch
         dtype = getattr(torch, self.dtype_name)
         kind, path = self.source["kind"], self.source["path"]
@@ -203,8 +223,8 @@ class HFBackend(Backend):
         return ids
 
     def _token_budget(self, generate: bool = False) -> int:
-        """Tokens per batch. On CPU, prefill is compute-bound and padding only costs, so
-        scoring batches stay small; decoding is memory-bound, so generation batches grow."""
+        """Tokens per batch. On CPU prefill is compute-bound and padding only costs, so
+        batches stay small; on a GPU they grow with free memory."""
         if isinstance(self._batch_size, int):
             return 0
         cfg = self.model.config
@@ -224,7 +244,7 @@ class HFBackend(Backend):
         if self.device == "cuda":
             cap = 65536
         else:
-            cap = 4096 if generate else 1024
+            cap = 1024  # measured on 2 cores: batch 4 of ~250-token prompts is as fast as 16
         return max(256, min(budget, cap))
 
     def _batches(self, lengths: list[int], generate: bool = False) -> list[list[int]]:
@@ -275,7 +295,7 @@ class HFBackend(Backend):
         else:
             kwargs.update(do_sample=False, temperature=None, top_p=None, top_k=None)
         if stop:
-            kwargs.update(stop_strings=list(stop), tokenizer=self.tok)
+            kwargs.update(stopping_criteria=[_StopOnText(self.tok, maxlen, stop)])
         with torch.no_grad():
             res = self.model.generate(input_ids=input_ids, attention_mask=mask, **kwargs)
         self.forward_passes += len(res.logits)

@@ -11,13 +11,13 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from jinja2 import Environment, PackageLoader, select_autoescape
+from jinja2 import Environment, PackageLoader
 from sklearn.calibration import calibration_curve
 
 from judgegap.report import plots
 from judgegap.store import Store
 
-_ENV = Environment(loader=PackageLoader("judgegap.report", "templates"), autoescape=select_autoescape(["html"]))
+_ENV = Environment(loader=PackageLoader("judgegap.report", "templates"), autoescape=True)  # model text is untrusted
 
 
 def fmt(e: dict[str, Any] | None, pct: bool = True) -> str:
