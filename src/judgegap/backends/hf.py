@@ -52,7 +52,7 @@ def _lcp(a: list[int], b: list[int]) -> int:
 
 
 class _StopOnText:
-    """Stop each row once its generated text contains a stop string.
+    """Stop each row once its generated text (after leading whitespace) contains a stop string.
 
     transformers' ``stop_strings`` pre-processes the whole vocabulary on every
     ``generate`` call (~0.4 s for a 49k vocabulary); decoding the few new tokens per
@@ -65,8 +65,10 @@ class _StopOnText:
     def __call__(self, input_ids: Any, scores: Any, **_: Any) -> Any:
         import torch
 
-        done = [any(s in self.tok.decode(row[self.prompt_len:], skip_special_tokens=True) for s in self.stop)
-                for row in input_ids.tolist()]
+        done = []
+        for row in input_ids.tolist():
+            text = self.tok.decode(row[self.prompt_len:], skip_special_tokens=True).lstrip()
+            done.append(any(s in text for s in self.stop))
         return torch.tensor(done, dtype=torch.bool, device=input_ids.device)
 
 
@@ -316,7 +318,8 @@ class HFBackend(Backend):
                     break
                 toks.append(t)
                 lps.append(float(chosen[row, j]))
-            text = self.tok.decode(toks, skip_special_tokens=True)
+            # leading whitespace is not an answer: a base model often opens with a newline
+            text = self.tok.decode(toks, skip_special_tokens=True).lstrip()
             cut = [text.find(s) for s in stop if s and s in text]
             if cut:
                 text = text[:min(cut)]

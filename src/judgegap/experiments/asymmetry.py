@@ -267,6 +267,7 @@ def summarize_records(gens: list[dict[str, Any]], judg: list[dict[str, Any]], p:
                 brep = judge_report(yb, pb, **kw)
                 msum["balanced_set"] = {"n_items": len(pairs),
                                         "label_balance": float(yb.mean()),
+                                        "above_chance": _est(mean_ci(jb - 0.5, **kw)),
                                         **{k: _est(brep[k]) for k in ("accuracy", "balanced_accuracy", "auroc",
                                                                       "brier", "tpr", "tnr")}}
                 gap = paired_diff_ci(jb, gsub, **kw)
