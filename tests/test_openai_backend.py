@@ -140,3 +140,54 @@ def test_logprobs_false_is_rejected_at_config_time(tmp_path, data_dir):
     (tmp_path / "c.yaml").write_text(yaml.safe_dump(cfg))
     p = run_cli("run", str(tmp_path / "c.yaml"))
     assert p.returncode == 2 and "logprobs: false" in p.stderr
+
+
+def test_kill_9_then_resume_with_the_openai_backend(httpserver, tmp_path, data_dir):
+    import os
+    import signal
+    import sqlite3
+    import subprocess
+    import sys
+
+    seen: list[str] = []
+
+    def slow(req):
+        body = json.loads(req.data)
+        seen.append(json.dumps(body, sort_keys=True))
+        time.sleep(0.05)
+        return _ok(body)
+
+    httpserver.expect_request("/v1/completions").respond_with_handler(slow)
+    cfg = {"name": "resume", "output_dir": str(tmp_path / "out"), "data_dir": str(data_dir),
+           "datasets": [{"name": "squad2", "n": 60}],
+           "models": [{"name": "srv", "backend": "openai", "model": "m", "base_url": httpserver.url_for("/v1"),
+                       "concurrency": 1}],
+           "experiments": ["asymmetry"]}
+    (tmp_path / "c.yaml").write_text(yaml.safe_dump(cfg))
+    db = tmp_path / "out" / "judgegap.sqlite"
+    proc = subprocess.Popen([sys.executable, "-m", "judgegap.cli", "run", str(tmp_path / "c.yaml")],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+    def count() -> int:
+        try:
+            with sqlite3.connect(db, timeout=1) as c:
+                return c.execute("SELECT COUNT(*) FROM calls").fetchone()[0]
+        except sqlite3.Error:
+            return 0
+
+    deadline = time.time() + 120
+    while count() < 20 and time.time() < deadline and proc.poll() is None:
+        time.sleep(0.05)
+    assert proc.poll() is None
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    time.sleep(0.3)  # let the server finish the handler of a request cut off by the kill
+    with sqlite3.connect(db) as c:
+        done = {json.dumps(json.loads(r[0])) for r in c.execute("SELECT request_json FROM calls")}
+    n_before = len(seen)
+    p = run_cli("run", str(tmp_path / "c.yaml"), "--resume")
+    assert p.returncode == 0, p.stderr
+    with sqlite3.connect(db) as c:
+        total = c.execute("SELECT COUNT(*) FROM calls").fetchone()[0]
+    # the resumed run sent exactly the calls that were not stored before the kill
+    assert len(seen) - n_before == total - len(done)

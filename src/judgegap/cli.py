@@ -39,15 +39,15 @@ def print_summary(summary: dict[str, Any]) -> None:
     if not asym:
         return
     t = Table(title=f"Asymmetry (correct = F1 ≥ {asym['f1_threshold']}; value [95% CI] (n), %)")
-    for col in ("dataset", "model", "generation acc.", "self-judge acc.", "self-judge bal. acc.",
-                "judge acc. balanced set", "gap (balanced set)", "verdict"):
+    for col in ("dataset", "model", "generation acc.", "self-judge acc. (raw)", "self-judge bal. acc.",
+                "judge acc. balanced set", "judge J balanced set", "gap: J − gen. acc.", "verdict"):
         t.add_column(col)
     for ds, d in asym["datasets"].items():
         for m, ms in d["models"].items():
+            bs = ms.get("balanced_set", {})
             t.add_row(ds, m, _e(ms["generation"]["accuracy"]), _e(ms.get("self_judge", {}).get("accuracy")),
-                      _e(ms.get("self_judge", {}).get("balanced_accuracy")),
-                      _e(ms.get("balanced_set", {}).get("accuracy")), _e(ms.get("gap_balanced_set")),
-                      ms.get("verdict", "–"))
+                      _e(ms.get("self_judge", {}).get("balanced_accuracy")), _e(bs.get("accuracy")),
+                      _e(bs.get("youden_j")), _e(ms.get("gap_balanced_set")), ms.get("verdict", "–"))
     out.print(t)
     out.print(f"[dim]verdict basis: {asym['verdict_basis']}[/dim]")
 

@@ -110,11 +110,11 @@ class RunConfig(_Strict):
         return v
 
     @model_validator(mode="after")
-    def _unique_model_names(self) -> RunConfig:
-        names = [m.name for m in self.models]
-        dup = {n for n in names if names.count(n) > 1}
-        if dup:
-            raise ValueError(f"model names must be unique, repeated: {', '.join(sorted(dup))}")
+    def _unique_names(self) -> RunConfig:
+        for what, names in (("model", [m.name for m in self.models]), ("dataset", [d.name for d in self.datasets])):
+            dup = {n for n in names if names.count(n) > 1}
+            if dup:
+                raise ValueError(f"{what} names must be unique, repeated: {', '.join(sorted(dup))}")
         return self
 
     @model_validator(mode="after")

@@ -311,9 +311,7 @@ class HFBackend(Backend):
             toks, lps = [], []
             finish = "length"
             for j, t in enumerate(new[row].tolist()):
-                if t == pad and t not in eos and j > 0 and new[row, j - 1].item() in eos:
-                    break
-                if t in eos:
+                if t in eos:  # rows that finished early are padded after their eos
                     finish = "stop"
                     break
                 toks.append(t)

@@ -199,8 +199,9 @@ def verdict_text(gap: Estimate) -> str:
     return "no significant difference"
 
 
-VERDICT_BASIS = ("chance-corrected: accuracy on a balanced judged set (each item's gold answer and a wrong"
-                 " span from the passage) minus generation accuracy (F1 >= threshold), paired bootstrap 95% CI"
+VERDICT_BASIS = ("chance-corrected: judging skill on a balanced judged set, Youden's J = TPR + TNR - 1 on each"
+                 " item's gold answer and a wrong span from the passage (0 = guessing, 1 = perfect), minus"
+                 " generation accuracy (F1 >= threshold; guessing an answer scores ~0), paired bootstrap 95% CI"
                  " over items")
 
 
@@ -249,8 +250,9 @@ def summarize_records(gens: list[dict[str, Any]], judg: list[dict[str, Any]], p:
                 v = (pc >= 0.5).astype(int)
                 judge_ok = (v == y).astype(float)
                 msum["gap_raw"] = _est(paired_diff_ci(judge_ok, corr, **kw))
-                msum["gap_balanced_accuracy"] = _est(bootstrap_indices(
-                    lambda i: balanced_accuracy(y[i], v[i]) - float(corr[i].mean()), len(y), **kw))
+                # Youden's J on own answers (2 x balanced accuracy - 1): 0 for a judge that guesses
+                msum["gap_own_answers_j"] = _est(bootstrap_indices(
+                    lambda i: 2 * balanced_accuracy(y[i], v[i]) - 1 - float(corr[i].mean()), len(y), **kw))
                 msum["blind_spots"] = [ids[k] for k in range(len(ids)) if corr[k] == 0 and v[k] == 1]
             # balanced judged set
             pairs = []
@@ -267,10 +269,11 @@ def summarize_records(gens: list[dict[str, Any]], judg: list[dict[str, Any]], p:
                 brep = judge_report(yb, pb, **kw)
                 msum["balanced_set"] = {"n_items": len(pairs),
                                         "label_balance": float(yb.mean()),
-                                        "above_chance": _est(mean_ci(jb - 0.5, **kw)),
+                                        "youden_j": _est(mean_ci(2 * jb - 1, **kw)),
                                         **{k: _est(brep[k]) for k in ("accuracy", "balanced_accuracy", "auroc",
                                                                       "brier", "tpr", "tnr")}}
-                gap = paired_diff_ci(jb, gsub, **kw)
+                # per item: J_i = [gold accepted] + [wrong span rejected] - 1 = 2 * jb - 1, in {-1, 0, 1}
+                gap = paired_diff_ci(2 * jb - 1, gsub, **kw)
                 msum["gap_balanced_set"] = _est(gap)
                 msum["verdict"] = verdict_text(gap)
                 msum["judge_generation_correlation"] = _correlation(jb, gsub, kw)

@@ -50,7 +50,8 @@ def asymmetry_view(store: Store, summ: dict[str, Any]) -> dict[str, Any]:
             bars.append({"label": f"{ds}\n{m}", "series": {
                 "generation (F1≥τ)": ms["generation"]["accuracy"],
                 "self-judge (own answers)": ms.get("self_judge", {}).get("accuracy"),
-                "judge (balanced set)": ms.get("balanced_set", {}).get("accuracy"),
+                "judge accuracy (balanced set)": ms.get("balanced_set", {}).get("accuracy"),
+                "judge J = TPR+TNR−1 (balanced set)": ms.get("balanced_set", {}).get("youden_j"),
             }})
             headline.append({"dataset": ds, "model": m, **ms})
             for iid in ms.get("blind_spots", []):

@@ -37,10 +37,11 @@ def bar_gen_vs_judge(rows: list[dict[str, Any]]) -> bytes:
         ax.bar(x + k * width, [v[0] for v in vals], width, yerr=[[v[1] for v in vals], [v[2] for v in vals]],
                capsize=3, label=name)
     ax.set_xticks(x + width * (len(names) - 1) / 2, [r["label"] for r in rows], rotation=15, ha="right")
-    ax.axhline(0.5, color="grey", ls=":", lw=1, label="chance for a balanced-set judge")
-    ax.set_ylim(0, 1)
-    ax.set_ylabel("accuracy (95% CI)")
-    ax.legend(fontsize=8, loc="upper right")
+    ax.axhline(0.5, color="grey", ls=":", lw=1, label="chance accuracy of a balanced-set judge")
+    ax.axhline(0.0, color="black", lw=0.8)
+    ax.set_ylim(min(-0.2, ax.get_ylim()[0]), 1)
+    ax.set_ylabel("accuracy or J (95% CI)")
+    ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1))
     ax.grid(axis="y", alpha=0.3)
     return _png(fig)
 
