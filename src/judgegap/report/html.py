@@ -44,6 +44,7 @@ def asymmetry_view(store: Store, summ: dict[str, Any]) -> dict[str, Any]:
     gens = store.records("asymmetry", "generation")
     judg = store.records("asymmetry", "judgment")
     gindex = {(g["dataset"], g["model"], g["item_id"]): g for g in gens}
+    self_index = {(r["dataset"], r["judge"], r["item_id"]): r for r in judg if r["judge"] == r["author"]}
     bars, headline, heatmaps, reliab, blind = [], [], [], [], []
     for ds, d in summ["datasets"].items():
         for m, ms in d["models"].items():
@@ -56,8 +57,7 @@ def asymmetry_view(store: Store, summ: dict[str, Any]) -> dict[str, Any]:
             headline.append({"dataset": ds, "model": m, **ms})
             for iid in ms.get("blind_spots", []):
                 g = gindex.get((ds, m, iid))
-                j = next((r for r in judg if r["dataset"] == ds and r["judge"] == m and r["author"] == m
-                          and r["item_id"] == iid), None)
+                j = self_index.get((ds, m, iid))
                 if g and j:
                     blind.append({"dataset": ds, "model": m, "item_id": iid, "question": g.get("question", ""),
                                   "context": g.get("context", ""), "gold": g.get("gold", ""),
