@@ -106,10 +106,10 @@ def main() -> None:
         "generate_plus_judge_items_per_s": n / (t_gen + t_judge_lp),
     }
     if not args.skip_lm_eval:
-        from judgegap.backends.models import cache_dir
+        from judgegap.backends.models import converted_dir
 
-        model_dir = Path(be.source["path"]) if be.source["kind"] == "dir" else next(
-            (cache_dir() / "converted").glob(f"{Path(be.source['path']).stem}-{be.source_fp}"))
+        model_dir = Path(be.source["path"]) if be.source["kind"] == "dir" else converted_dir(
+            Path(be.source["path"]), be.source_fp)
         rendered = [be.render(p) for p in gen_prompts]
         for bs in [int(x) for x in args.lm_eval_batch_sizes.split(",")]:
             t = lm_eval_generate(model_dir, rendered, args.max_new_tokens, bs)

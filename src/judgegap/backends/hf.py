@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from judgegap.backends.base import BACKENDS, Backend, Capabilities, ChatPrompt, Completion, GenRequest
-from judgegap.backends.models import BUILTIN_MODELS, cache_dir, file_fingerprint, resolve_builtin
+from judgegap.backends.models import BUILTIN_MODELS, converted_dir, file_fingerprint, resolve_builtin
 from judgegap.errors import BackendError
 
 MIN_SHARED_PREFIX = 16
@@ -79,7 +79,7 @@ def load_tokenizer(ref: str):
     try:
         if ref in BUILTIN_MODELS:
             gp = resolve_builtin(ref)
-            conv = cache_dir() / "converted" / f"{gp.stem}-{file_fingerprint(gp)}"
+            conv = converted_dir(gp, file_fingerprint(gp))
             if (conv / "tokenizer_config.json").is_file():
                 return AutoTokenizer.from_pretrained(conv)
             return AutoTokenizer.from_pretrained(gp.parent, gguf_file=gp.name)
@@ -169,7 +169,7 @@ class HFBackend(Backend):
         kind, path = self.source["kind"], self.source["path"]
         try:
             if kind == "gguf":
-                conv = cache_dir() / "converted" / f"{Path(path).stem}-{self.source_fp}"
+                conv = converted_dir(Path(path), self.source_fp)
                 if (conv / "config.json").is_file():
                     tok = AutoTokenizer.from_pretrained(conv)
                     model = AutoModelForCausalLM.from_pretrained(conv, dtype=dtype)

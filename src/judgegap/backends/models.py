@@ -100,6 +100,11 @@ def resolve_builtin(name: str) -> Path:
         raise BackendError(f"model {name!r} unavailable: {exc}; install it with: {spec.install}") from None
 
 
+def converted_dir(gguf: Path, fingerprint: str) -> Path:
+    """Where the de-quantised copy of a GGUF file is cached (keyed by its content fingerprint)."""
+    return cache_dir() / "converted" / f"{gguf.stem}-{fingerprint}"
+
+
 def file_fingerprint(path: Path) -> str:
     """Cheap content hash: size plus the first and last 4 MiB (GGUF headers and tails differ)."""
     h = hashlib.sha256()
