@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 import sys
 from pathlib import Path
 from typing import Any, Optional
@@ -77,6 +78,68 @@ def run(
     print_summary(summary)
     out.print(f"results in {cfg.output_dir}/ (report.html, summary.json, results.jsonl, {cfg.output_dir}/"
               "judgegap.sqlite)")
+
+
+@app.command("judge-pairs")
+def judge_pairs(
+    config: Path = typer.Argument(..., help="YAML with pairwise datasets and the pairwise experiment"),
+    resume: bool = typer.Option(False, "--resume"),
+    overwrite: bool = typer.Option(False, "--overwrite"),
+    output_dir: Optional[Path] = typer.Option(None, "--output-dir", "-o"),
+    data_dir: Optional[Path] = typer.Option(None, "--data-dir"),
+) -> None:
+    """Judge pairwise sets in both orders and measure agreement with the human labels."""
+    from judgegap.config import load_config
+
+    cfg = load_config(config)
+    if not any(e.name == "pairwise" for e in cfg.experiments):
+        raise JudgegapError(f"{config}: judge-pairs needs the pairwise experiment in experiments")
+    run(config, resume=resume, overwrite=overwrite, output_dir=output_dir, n=None, data_dir=data_dir)
+
+
+@app.command()
+def agreement(
+    verdicts: Path = typer.Argument(..., help="saved verdicts: JSON list or JSONL of {id, verdict} (or *_result)"),
+    dataset: str = typer.Option(..., "--dataset", help="pairwise dataset the ids refer to (e.g. pandalm)"),
+    data_dir: Optional[Path] = typer.Option(None, "--data-dir"),
+    data_file: Optional[Path] = typer.Option(None, "--data-file"),
+    name: Optional[str] = typer.Option(None, "--name", help="judge name in the output (default: file name)"),
+    as_json: bool = typer.Option(False, "--json", help="print one JSON object"),
+) -> None:
+    """Score verdicts produced elsewhere against a pairwise set's human labels (no model needed)."""
+    from judgegap.data import DATASETS
+    from judgegap.experiments.pairwise import saved_verdict_records, summarize_pairs
+
+    spec = DATASETS.get(dataset)
+    if spec.kind != "pairs":
+        raise JudgegapError(f"dataset {dataset} is not a pairwise set (pairwise sets: "
+                            + ", ".join(n for n in DATASETS if DATASETS.get(n).kind == "pairs") + ")")
+    items = spec.load(data_dir=data_dir, data_file=data_file)
+    judge = name or re.sub(r"(\.jsonl?)?(\.gz)?$", "", verdicts.name)
+    recs = [r for _, r in saved_verdict_records(judge, dataset, items, verdicts)]
+    res = summarize_pairs(recs, [], {"n_resamples": 1000, "seed": 12345})["datasets"][dataset][judge]
+    oc = res["order_consistent"]
+    flat = {"judge": judge, "dataset": dataset, "n_pairs": res["n_pairs"], "n_missing": res["n_missing"],
+            "n_unparseable": res["n_unparseable"],
+            "accuracy_with_ties": oc["accuracy_with_ties"], "accuracy_without_ties": oc["accuracy_without_ties"],
+            "kappa": oc["kappa"], "kappa_without_ties": oc["kappa_without_ties"], "macro_f1": oc["macro_f1"],
+            "judge_tie_rate": oc["judge_tie_rate"], "length": res["length"]}
+    if "annotators" in res:
+        flat["annotators"] = res["annotators"]
+    if as_json:
+        print(json.dumps(flat, allow_nan=True))
+        return
+    t = Table(title=f"{judge} on {dataset}: value [95% CI] (n)")
+    t.add_column("measure")
+    t.add_column("value")
+    for k in ("accuracy_with_ties", "accuracy_without_ties", "kappa", "kappa_without_ties", "macro_f1",
+              "judge_tie_rate"):
+        t.add_row(k, _e(flat[k], pct=k.startswith("acc") or k.endswith("rate")))
+    t.add_row("unparseable verdicts", str(flat["n_unparseable"]))
+    t.add_row("missing verdicts", str(flat["n_missing"]))
+    if "annotators" in flat:
+        t.add_row("human-human kappa (mean pairwise)", _e(flat["annotators"]["mean_pairwise_kappa"], pct=False))
+    out.print(t)
 
 
 @app.command()
@@ -167,6 +230,13 @@ def data_show(
             print(json.dumps(it.to_dict(), ensure_ascii=False))
         return
     total = len(spec.load(data_dir=data_dir, data_file=data_file))
+    if spec.kind == "pairs":
+        out.print(f"[bold]{name}[/bold]: {spec.description} — {total} pairs; showing {len(items)}")
+        for it in items:
+            out.print(f"\n[bold cyan]{it.id}[/bold cyan]  label={it.label}  votes={','.join(it.votes) or '-'}")
+            for lab, txt in (("Instruction", it.instruction), ("A", it.response_a), ("B", it.response_b)):
+                out.print(f"[bold]{lab}:[/bold] " + (txt if len(txt) < 300 else txt[:300] + " …"), highlight=False)
+        return
     out.print(f"[bold]{name}[/bold]: {spec.description} — {total} questions; showing {len(items)}")
     for it in items:
         ctx = it.context if len(it.context) < 400 else it.context[:400] + " …"

@@ -119,12 +119,13 @@ class RunConfig(_Strict):
 
     @model_validator(mode="after")
     def _logprobs_where_needed(self) -> RunConfig:
-        needs = {"asymmetry"}
+        needs = {"asymmetry", "pairwise", "selfscore"}
         if any(e.name in needs for e in self.experiments):
             for i, m in enumerate(self.models):
                 if not m.logprobs:
-                    raise ValueError(f"models[{i}] ({m.name}) has logprobs: false but the asymmetry experiment"
-                                     " reads verdicts from log-probabilities; use a server that returns them")
+                    raise ValueError(f"models[{i}] ({m.name}) has logprobs: false but the configured"
+                                     " experiments read verdicts from log-probabilities; use a server that"
+                                     " returns them")
         return self
 
     def dataset_data_dir(self, ds: DatasetConfig) -> Path | None:

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from judgegap.data import drop, hotpotqa, musique, squad2  # noqa: F401  (registration)
+from judgegap.data import drop, hotpotqa, musique, pairs, squad2  # noqa: F401  (registration)
+from judgegap.data.pairs import PairItem
 from judgegap.data.registry import DATA_DIR_ENV, DATASETS, DatasetSpec, default_data_dir, register_dataset
 from judgegap.data.sampling import stratified_sample
 from judgegap.data.types import QAItem
@@ -30,5 +31,5 @@ def load_dataset(
     return stratified_sample(items, n, seed, key=(lambda it: it.stratum) if stratify else None)
 
 
-__all__ = ["DATASETS", "DATA_DIR_ENV", "DatasetSpec", "QAItem", "default_data_dir", "load_dataset",
+__all__ = ["DATASETS", "DATA_DIR_ENV", "DatasetSpec", "PairItem", "QAItem", "default_data_dir", "load_dataset",
            "register_dataset", "stratified_sample"]

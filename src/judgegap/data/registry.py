@@ -12,8 +12,8 @@ import os
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
-from judgegap.data.types import QAItem
 from judgegap.errors import DataError
 from judgegap.registry import Registry
 
@@ -35,8 +35,9 @@ class DatasetSpec:
     name: str
     description: str
     filenames: tuple[str, ...]
-    parse: Callable[[Path], list[QAItem]]
+    parse: Callable[[Path], list[Any]]
     metric: str
+    kind: str = "qa"  # "qa" (QAItem, in-context QA) or "pairs" (PairItem, pairwise preference)
     url: str | None = None
     url_member: str | None = None  # file inside a downloaded zip archive
     citation: str = ""
@@ -62,11 +63,11 @@ class DatasetSpec:
             f" run `judgegap data download {self.name}` or pass data_file"
         )
 
-    def load(self, data_dir: Path | None = None, data_file: Path | None = None) -> list[QAItem]:
+    def load(self, data_dir: Path | None = None, data_file: Path | None = None) -> list[Any]:
         path = Path(data_file) if data_file else self.find_file(data_dir)
         items = self.parse(path)
         if not items:
-            raise DataError(f"{path}: contains no {self.name} questions")
+            raise DataError(f"{path}: contains no {self.name} {'pairs' if self.kind == 'pairs' else 'questions'}")
         return items
 
 

@@ -15,12 +15,12 @@ from collections import defaultdict
 from typing import Any, Literal
 
 import numpy as np
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field
 from scipy import stats
 
 from judgegap.backends.base import GenRequest
 from judgegap.errors import ConfigError
-from judgegap.experiments.base import EXPERIMENTS, RunContext
+from judgegap.experiments.base import EXPERIMENTS, RunContext, parse_experiment_params, with_progress
 from judgegap.experiments.candidates import balanced_candidates, clean_answer, display_answer
 from judgegap.metrics.bootstrap import Estimate, bootstrap_indices, mean_ci, paired_diff_ci
 from judgegap.metrics.judging import balanced_accuracy, judge_report
@@ -42,12 +42,7 @@ class AsymmetryParams(BaseModel):
 
 
 def parse_params(params: dict[str, Any]) -> AsymmetryParams:
-    try:
-        return AsymmetryParams.model_validate(params)
-    except ValidationError as exc:
-        err = exc.errors()[0]
-        loc = ".".join(str(x) for x in err["loc"])
-        raise ConfigError(f"experiments.asymmetry.params.{loc}: {err['msg']}") from None
+    return parse_experiment_params(AsymmetryParams, NAME, params)
 
 
 _YES = re.compile(r"\b(yes|correct|true|right)\b", re.I)
@@ -94,7 +89,7 @@ class Asymmetry:
         unknown = [j for j in judges if j not in {m.name for m in models}]
         if unknown:
             raise ConfigError(f"experiments.asymmetry.params.judges: unknown model(s) {', '.join(unknown)}")
-        for ds_name, items in ctx.datasets.items():
+        for ds_name, items in ctx.datasets_of_kind("qa").items():
             metric = ctx.dataset_metrics[ds_name]
             allow_unans = any(not it.answerable for it in items)
             answers: dict[str, dict[str, str]] = {}
@@ -106,7 +101,7 @@ class Asymmetry:
                                                 allow_unanswerable=allow_unans),
                                    max_new_tokens=g.max_new_tokens, temperature=g.temperature, top_p=g.top_p,
                                    stop=tuple(g.stop), seed=g.seed) for it in items]
-                comps = self._with_progress(ctx, f"{ds_name} · {m.name} · generate", len(reqs), be,
+                comps = with_progress(ctx, f"{ds_name} · {m.name} · generate", len(reqs), be,
                                             lambda: be.generate(reqs))
                 recs = []
                 answers[m.name] = {}
@@ -141,13 +136,13 @@ class Asymmetry:
                 prompts = [judge_t.render(context=r["item"].context, question=r["item"].question,
                                           candidate=r["candidate"], allow_unanswerable=allow_unans) for r in rows]
                 be = ctx.backend(jname)
-                lps = self._with_progress(ctx, f"{ds_name} · {jname} · judge (log-prob)", len(prompts), be,
+                lps = with_progress(ctx, f"{ds_name} · {jname} · judge (log-prob)", len(prompts), be,
                                           lambda: be.score_choices(prompts, list(JUDGE_CHOICES)))
                 texts: list[str | None] = [None] * len(rows)
                 if p.text_verdict:  # second mode, on the judge's own answers: a short greedy reply
                     own = [k for k, r in enumerate(rows) if r["author"] == jname]
                     reqs = [GenRequest(prompts[k], max_new_tokens=4, temperature=0.0, stop=("\n",)) for k in own]
-                    comps = self._with_progress(ctx, f"{ds_name} · {jname} · self-judge (text)", len(reqs), be,
+                    comps = with_progress(ctx, f"{ds_name} · {jname} · self-judge (text)", len(reqs), be,
                                                 lambda: be.generate(reqs))
                     for k, c in zip(own, comps):
                         texts[k] = c.text
@@ -165,19 +160,6 @@ class Asymmetry:
                         "template": judge_t.id,
                     }))
                 ctx.store.put_records(NAME, "judgment", recs)
-
-    @staticmethod
-    def _with_progress(ctx: RunContext, label: str, total: int, be, fn):
-        if ctx.progress is None:
-            return fn()
-        task = ctx.progress.add_task(label, total=total)
-        be.progress = lambda k: ctx.progress.advance(task, k)
-        try:
-            result = fn()
-        finally:
-            be.progress = None
-        ctx.progress.update(task, completed=total)
-        return result
 
     def summarize(self, store: Store, config: dict[str, Any], params: dict[str, Any]) -> dict[str, Any]:
         return summarize_records(store.records(NAME, "generation"), store.records(NAME, "judgment"),

@@ -4,13 +4,16 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any, Protocol, TypeVar
+
+from pydantic import BaseModel, ValidationError
 
 from rich.console import Console
 
 from judgegap.backends import CachedBackend
 from judgegap.config import RunConfig
 from judgegap.data.types import QAItem
+from judgegap.errors import ConfigError
 from judgegap.registry import Registry
 from judgegap.store import Store
 
@@ -21,7 +24,7 @@ class RunContext:
 
     config: RunConfig
     store: Store
-    datasets: dict[str, list[QAItem]]
+    datasets: dict[str, list[Any]]  # QAItem or PairItem lists, by dataset name
     dataset_metrics: dict[str, str]
     pools: dict[str, list[QAItem]]  # unsampled items, e.g. for wrong-answer candidates
     backend_factory: Callable[[str], CachedBackend]
@@ -30,6 +33,39 @@ class RunContext:
 
     def backend(self, model_name: str) -> CachedBackend:
         return self.backend_factory(model_name)
+
+    def datasets_of_kind(self, kind: str) -> dict[str, list[Any]]:
+        """The configured datasets of one kind: ``qa`` (QAItem) or ``pairs`` (PairItem)."""
+        from judgegap.data import DATASETS
+
+        return {n: items for n, items in self.datasets.items() if DATASETS.get(n).kind == kind}
+
+
+P = TypeVar("P", bound=BaseModel)
+
+
+def parse_experiment_params(model: type[P], name: str, params: dict[str, Any]) -> P:
+    """Validate an experiment's ``params`` (one clear line naming the bad field)."""
+    try:
+        return model.model_validate(params)
+    except ValidationError as exc:
+        err = exc.errors()[0]
+        loc = ".".join(str(x) for x in err["loc"])
+        raise ConfigError(f"experiments.{name}.params.{loc}: {err['msg']}") from None
+
+
+def with_progress(ctx: RunContext, label: str, total: int, be: CachedBackend, fn: Callable[[], Any]) -> Any:
+    """Run ``fn`` (calls on ``be``) under a progress bar with ETA."""
+    if ctx.progress is None:
+        return fn()
+    task = ctx.progress.add_task(label, total=total)
+    be.progress = lambda k: ctx.progress.advance(task, k)
+    try:
+        result = fn()
+    finally:
+        be.progress = None
+    ctx.progress.update(task, completed=total)
+    return result
 
 
 class Experiment(Protocol):

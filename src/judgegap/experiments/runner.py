@@ -44,10 +44,12 @@ def environment() -> dict[str, Any]:
             "packages": versions, "git_commit": commit}
 
 
-def load_items(cfg: RunConfig, ds: DatasetConfig) -> tuple[list[QAItem], list[QAItem]]:
+def load_items(cfg: RunConfig, ds: DatasetConfig) -> tuple[list[Any], list[Any]]:
     """(sampled items, full filtered pool) for one configured dataset."""
     spec = DATASETS.get(ds.name)
     pool = spec.load(data_dir=cfg.dataset_data_dir(ds), data_file=ds.data_file)
+    if spec.kind != "qa" and (ds.answerable is not None or ds.question_types):
+        raise JudgegapError(f"dataset {ds.name}: answerable / question_types apply to QA datasets only")
     if ds.answerable is not None:
         pool = [it for it in pool if it.answerable == ds.answerable]
     if ds.question_types:

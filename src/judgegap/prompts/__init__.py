@@ -76,4 +76,53 @@ QA_JUDGE = register_prompt(PromptTemplate(
 
 JUDGE_CHOICES = (" Yes", " No")
 
-__all__ = ["JUDGE_CHOICES", "PROMPTS", "PromptTemplate", "QA_GENERATE", "QA_JUDGE", "register_prompt"]
+PAIR_JUDGE = register_prompt(PromptTemplate(
+    name="pair_judge",
+    version="1",
+    system=(
+        "You compare two responses to the same instruction and decide which one is better: more helpful,"
+        " accurate and faithful to the instruction. Do not let the order or the length of the responses"
+        " influence you."
+        "{% if allow_tie %} If both are equally good or equally bad, say Tie.{% endif %}"
+    ),
+    user=(
+        "Instruction:\n{{ instruction }}{% if input %}\n\nInput:\n{{ input }}{% endif %}\n\n"
+        "Response A:\n{{ response_a }}\n\nResponse B:\n{{ response_b }}\n\n"
+        "Which response is better? Reply with A or B{% if allow_tie %} or Tie{% endif %}."
+    ),
+    assistant_prefix="Better response:",
+))
+
+QA_PAIR_JUDGE = register_prompt(PromptTemplate(
+    name="qa_pair_judge",
+    version="1",
+    system="You compare two answers to a reading-comprehension question. The passage is the only source of truth.",
+    user=(
+        "Passage:\n{{ context }}\n\nQuestion: {{ question }}\n\n"
+        "Answer A: {{ response_a }}\nAnswer B: {{ response_b }}\n\n"
+        "Which answer is correct according to the passage? Reply with A or B."
+    ),
+    assistant_prefix="Better answer:",
+))
+
+PAIR_CHOICES = (" A", " B")
+PAIR_TIE_CHOICE = " Tie"
+
+SELF_SCORE = register_prompt(PromptTemplate(
+    name="self_score",
+    version="1",
+    system=(
+        "You grade answers to reading-comprehension questions. The passage is the only source of truth."
+        "{% if allow_unanswerable %} The answer \"unanswerable\" is correct only if the passage does not contain"
+        " the answer.{% endif %}"
+    ),
+    user=(
+        "Passage:\n{{ context }}\n\nQuestion: {{ question }}\n\nAnswer: {{ candidate }}\n\n"
+        "How likely is this answer to be correct? Give a score from 1 (certainly wrong) to 10"
+        " (certainly correct). Reply with the number only."
+    ),
+    assistant_prefix="Score:",
+))
+
+__all__ = ["JUDGE_CHOICES", "PAIR_CHOICES", "PAIR_JUDGE", "PAIR_TIE_CHOICE", "PROMPTS", "PromptTemplate",
+           "QA_GENERATE", "QA_JUDGE", "QA_PAIR_JUDGE", "SELF_SCORE", "register_prompt"]

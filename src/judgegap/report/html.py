@@ -36,7 +36,7 @@ _ENV.filters["est"] = fmt
 _ENV.filters["estr"] = lambda e: fmt(e, pct=False)
 
 
-def _b64(png: bytes) -> str:
+def b64(png: bytes) -> str:
     return base64.b64encode(png).decode("ascii")
 
 
@@ -68,7 +68,7 @@ def asymmetry_view(store: Store, summ: dict[str, Any]) -> dict[str, Any]:
         if judges and authors:
             mat = [[(d["matrix"][j].get(a) or {}).get("accuracy", {}).get("value", np.nan) for a in authors]
                    for j in judges]
-            heatmaps.append({"dataset": ds, "png": _b64(plots.heatmap(mat, judges, authors,
+            heatmaps.append({"dataset": ds, "png": b64(plots.heatmap(mat, judges, authors,
                                                                         f"{ds}: judge accuracy by author")),
                              "judges": judges, "authors": authors, "matrix": d["matrix"]})
         curves = {}
@@ -79,16 +79,20 @@ def asymmetry_view(store: Store, summ: dict[str, Any]) -> dict[str, Any]:
                 pt, pp = calibration_curve(y, np.array([r["p_correct"] for r in rs]), n_bins=5, strategy="quantile")
                 curves[m] = (pp, pt)
         if curves:
-            reliab.append({"dataset": ds, "png": _b64(plots.reliability(curves, f"{ds}: self-judge reliability"))})
-    return {"bars_png": _b64(plots.bar_gen_vs_judge(bars)) if bars else None, "headline": headline,
+            reliab.append({"dataset": ds, "png": b64(plots.reliability(curves, f"{ds}: self-judge reliability"))})
+    return {"bars_png": b64(plots.bar_gen_vs_judge(bars)) if bars else None, "headline": headline,
             "heatmaps": heatmaps, "reliability": reliab, "blind_spots": blind,
             "verdict_basis": summ.get("verdict_basis", ""), "f1_threshold": summ.get("f1_threshold")}
 
 
 def build_report(store: Store, summary: dict[str, Any], path: Path) -> None:
     exps = summary.get("experiments", {})
+    from judgegap.report.pairwise_view import consistency_view, pairwise_view
+
     view = {"title": summary.get("name") or "judgegap report", "summary": summary,
-            "asym": asymmetry_view(store, exps["asymmetry"]) if "asymmetry" in exps else None}
+            "asym": asymmetry_view(store, exps["asymmetry"]) if "asymmetry" in exps else None,
+            "pairs": pairwise_view(exps["pairwise"]) if "pairwise" in exps else None,
+            "ge": consistency_view(exps["ge_consistency"]) if "ge_consistency" in exps else None}
     html = _ENV.get_template("report.html.jinja2").render(**view)
     tmp = path.with_suffix(".html.tmp")
     tmp.write_text(html, encoding="utf-8")

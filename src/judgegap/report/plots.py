@@ -76,3 +76,54 @@ def reliability(curves: dict[str, tuple[np.ndarray, np.ndarray]], title: str) ->
     ax.set_title(title, fontsize=10)
     ax.legend(fontsize=7)
     return _png(fig)
+
+
+def bars_with_ci(rows: list[tuple[str, dict[str, Any]]], title: str, ylabel: str, ref: float | None = None,
+                 ref_label: str = "") -> bytes:
+    """One bar per (label, estimate) with 95% CI whiskers and an optional reference line."""
+    fig, ax = plt.subplots(figsize=(max(4, 0.9 * len(rows) + 2), 3.4))
+    vals = [_err(e) for _, e in rows]
+    x = np.arange(len(rows))
+    ax.bar(x, [v[0] for v in vals], 0.6, yerr=[[v[1] for v in vals], [v[2] for v in vals]], capsize=3)
+    ax.set_xticks(x, [lab for lab, _ in rows], rotation=20, ha="right", fontsize=8)
+    if ref is not None:
+        ax.axhline(ref, color="grey", ls=":", lw=1, label=ref_label)
+        ax.legend(fontsize=8)
+    ax.set_ylim(0, 1)
+    ax.set_ylabel(ylabel)
+    ax.set_title(title, fontsize=10)
+    ax.grid(axis="y", alpha=0.3)
+    return _png(fig)
+
+
+def value_heatmap(matrix: list[list[float]], rows: list[str], cols: list[str], title: str, xlabel: str,
+                  ylabel: str, vmin: float = 0.0, vmax: float = 1.0, cmap: str = "viridis") -> bytes:
+    """A labelled heat map with the values written in the cells."""
+    arr = np.array(matrix, dtype=float)
+    fig, ax = plt.subplots(figsize=(min(1.1 * len(cols) + 2.5, 16), min(0.5 * len(rows) + 1.8, 12)))
+    im = ax.imshow(arr, vmin=vmin, vmax=vmax, cmap=cmap, aspect="auto")
+    ax.set_xticks(range(len(cols)), cols, rotation=30, ha="right", fontsize=8)
+    ax.set_yticks(range(len(rows)), rows, fontsize=8)
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
+    if arr.size <= 120:
+        for i in range(arr.shape[0]):
+            for j in range(arr.shape[1]):
+                if not np.isnan(arr[i, j]):
+                    ax.text(j, i, f"{arr[i, j]:.2f}", ha="center", va="center", fontsize=8,
+                            color="white" if arr[i, j] < vmin + 0.6 * (vmax - vmin) else "black")
+    ax.set_title(title, fontsize=10)
+    fig.colorbar(im, ax=ax, fraction=0.046)
+    return _png(fig)
+
+
+def scatter_labelled(points: dict[str, tuple[float, float]], xlabel: str, ylabel: str, title: str) -> bytes:
+    fig, ax = plt.subplots(figsize=(4.6, 4))
+    for name, (x, y) in points.items():
+        ax.scatter([x], [y], s=40)
+        ax.annotate(name, (x, y), textcoords="offset points", xytext=(4, 4), fontsize=8)
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
+    ax.set_title(title, fontsize=10)
+    ax.grid(alpha=0.3)
+    return _png(fig)
