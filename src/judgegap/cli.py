@@ -142,6 +142,140 @@ def agreement(
     out.print(t)
 
 
+def _route_source(source: Path, model: str | None, dataset: str | None,
+                  score_range: tuple[float, float]) -> tuple[Any, Any, str]:
+    """(self-scores, correctness, description) from a run dir or a JSONL log with outcomes."""
+    import numpy as np
+
+    from judgegap.store import Store
+
+    if source.is_dir():
+        if not (source / Store.FILENAME).is_file():
+            raise JudgegapError(f"no results store in {source}")
+        recs = Store.in_dir(source).records("selfscore", "scored_answer")
+        if not recs:
+            raise JudgegapError(f"{source}: the run has no selfscore records (add the selfscore experiment)")
+        models = sorted({r["model"] for r in recs})
+        dss = sorted({r["dataset"] for r in recs})
+        model = model or models[0]
+        if model not in models:
+            raise JudgegapError(f"model {model!r} not in {source} (models: {', '.join(models)})")
+        if dataset and dataset not in dss:
+            raise JudgegapError(f"dataset {dataset!r} not in {source} (datasets: {', '.join(dss)})")
+        rs = [r for r in recs if r["model"] == model and (dataset is None or r["dataset"] == dataset)]
+        return (np.array([r["scores"][model]["expected"] for r in rs]), np.array([r["correct"] for r in rs], float),
+                f"{model} on {dataset or ', '.join(dss)} (expected self-score 1-10)")
+    from judgegap.monitor import read_log
+
+    df, _, bad, _ = read_log(source)
+    df = df[df["outcome"].notna()]
+    if len(df) < 10:
+        raise JudgegapError(f"{source}: needs at least 10 lines with an outcome to fit a threshold")
+    if bad:
+        err.print(f"[yellow]{bad} bad log lines skipped[/yellow]")
+    return df["score"].to_numpy(float), df["outcome"].to_numpy(float), f"{source.name} (self_score, outcome)"
+
+
+@app.command()
+def route(
+    source: Path = typer.Argument(..., help="a run dir with selfscore results, or a JSONL log with self_score + outcome"),
+    model: Optional[str] = typer.Option(None, "--model"),
+    dataset: Optional[str] = typer.Option(None, "--dataset"),
+    target_accuracy: Optional[float] = typer.Option(None, "--target-accuracy", help="accepted answers at least this accurate"),
+    target_escalation: Optional[float] = typer.Option(None, "--target-escalation", help="escalate at most this fraction"),
+    escalation_cost: float = typer.Option(0.3, "--escalation-cost", help="cost of escalating one item (an error costs 1)"),
+    folds: int = typer.Option(5, "--folds", min=2),
+    score_min: float = typer.Option(1.0, "--score-min"),
+    score_max: float = typer.Option(10.0, "--score-max"),
+    save_router: Optional[Path] = typer.Option(None, "--save-router", help="write a Router JSON (needs --target-accuracy)"),
+    as_json: bool = typer.Option(False, "--json"),
+) -> None:
+    """Risk-coverage, a cross-validated threshold for a target, and the cost curve of escalation."""
+    import numpy as np
+
+    from judgegap.routing import Router, cost_curve, cross_validated_threshold, risk_coverage
+    from judgegap.routing.curves import aurc
+
+    if (target_accuracy is None) == (target_escalation is None):
+        raise JudgegapError("give exactly one of --target-accuracy or --target-escalation")
+    if score_max <= score_min:
+        raise JudgegapError("--score-max must be above --score-min")
+    scores, y, what = _route_source(source, model, dataset, (score_min, score_max))
+    conf = np.clip((scores - score_min) / (score_max - score_min), 0, 1)
+    target = {"target_accuracy": target_accuracy} if target_accuracy is not None else \
+        {"target_escalation": target_escalation}
+    cv = cross_validated_threshold(conf, y, folds=folds, **target)
+    cc = cost_curve(conf, y, escalation_cost)
+    rc = risk_coverage(conf, y)
+    to_score = (lambda c: score_min + c * (score_max - score_min))
+    res = {"source": what, "n": int(len(y)), "base_accuracy": float(y.mean()), "aurc": aurc(conf, y),
+           "threshold_confidence": cv["threshold"], "threshold_score": to_score(cv["threshold"]),
+           "heldout_accepted_accuracy": cv["heldout_accepted_accuracy"],
+           "heldout_escalation_rate": cv["heldout_escalation_rate"], "folds": cv["folds"],
+           "fold_thresholds": cv["fold_thresholds"], "target": target,
+           "cost": {"escalation_cost": escalation_cost, "best_threshold_confidence": cc["best_threshold"],
+                    "best_cost_per_item": cc["best_cost"], "accept_all": cc["cost_accept_all"],
+                    "escalate_all": cc["cost_escalate_all"]},
+           "risk_coverage": [{"threshold": float(t), "coverage": float(c), "accuracy": float(a)}
+                             for t, c, a in zip(rc["threshold"], rc["coverage"], rc["accuracy"])]}
+    if save_router:
+        if target_accuracy is None:
+            raise JudgegapError("--save-router needs --target-accuracy")
+        r = Router.fit(scores, y, target_accuracy, score_range=(score_min, score_max), folds=folds)
+        r.save(save_router)
+        res["router"] = str(save_router)
+    if as_json:
+        print(json.dumps(res, allow_nan=True, default=float))
+        return
+    out.print(f"[bold]{what}[/bold]: n={res['n']}, base accuracy {res['base_accuracy']:.3f}, AURC {res['aurc']:.3f}")
+    out.print(f"threshold (confidence) {cv['threshold']:.3f} = score {res['threshold_score']:.2f} for {target}; "
+              f"held-out ({cv['folds']}-fold): accepted accuracy {cv['heldout_accepted_accuracy']:.3f}, "
+              f"escalation {cv['heldout_escalation_rate']:.3f}")
+    out.print(f"cheapest threshold at escalation cost {escalation_cost}: {cc['best_threshold']:.3f} "
+              f"(cost/item {cc['best_cost']:.3f}; accept all {cc['cost_accept_all']:.3f}, escalate all "
+              f"{cc['cost_escalate_all']:.3f})")
+    if save_router:
+        out.print(f"router saved to {save_router}")
+
+
+@app.command()
+def monitor(
+    log: Path = typer.Argument(..., help="JSONL log: {id, timestamp, self_score, outcome?} per line"),
+    window: str = typer.Option("1D", "--window", help="pandas frequency: 1h, 6h, 1D, 7D, ..."),
+    baseline_windows: int = typer.Option(1, "--baseline-windows", min=1),
+    score_min: float = typer.Option(1.0, "--score-min"),
+    score_max: float = typer.Option(10.0, "--score-max"),
+    psi_threshold: float = typer.Option(0.2, "--psi-threshold"),
+    min_window: int = typer.Option(20, "--min-window", help="windows with fewer lines are never flagged"),
+    html: Optional[Path] = typer.Option(None, "--html", help="write an HTML report here"),
+    as_json: bool = typer.Option(False, "--json"),
+) -> None:
+    """Calibration and score distribution per time window of a production log; flag drift."""
+    from judgegap.monitor import monitor_log
+    from judgegap.report.monitor_view import build_monitor_report
+
+    res = monitor_log(log, window=window, score_range=(score_min, score_max), baseline_windows=baseline_windows,
+                      psi_threshold=psi_threshold, min_window=min_window).to_dict()
+    if html:
+        build_monitor_report(res, log.name, html, psi_threshold, min_window)
+    if as_json:
+        print(json.dumps(res, allow_nan=True, default=str))
+    else:
+        t = Table(title=f"{log.name}: {res['n_lines']} lines, {res['n_bad_lines']} bad")
+        for col in ("window", "n", "mean score", "accuracy", "ECE", "PSI", "drift"):
+            t.add_column(col)
+        for w in res["windows"]:
+            t.add_row(w["window"] + (" (baseline)" if w["is_baseline"] else ""), str(w["n"]),
+                      _e(w["mean_score"], pct=False), _e(w.get("accuracy")), _e(w.get("ece"), pct=False),
+                      f"{w['psi']:.3f}", "; ".join(w["drift"]) or "–")
+        out.print(t)
+        if res["n_bad_lines"]:
+            err.print(f"[yellow]{res['n_bad_lines']} bad lines skipped: {'; '.join(res['bad_line_examples'])}[/yellow]")
+        out.print("[red]DRIFT[/red] in " + ", ".join(res["flagged_windows"]) if res["drift"] else "no drift flagged")
+    if res["drift"]:
+        raise typer.Exit(3)
+
+
 @app.command()
 def report(output_dir: Path = typer.Argument(..., help="a run's output dir")) -> None:
     """Rebuild summary.json and report.html from the store, without calling any model."""

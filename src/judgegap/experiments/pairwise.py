@@ -28,7 +28,8 @@ from judgegap.errors import ConfigError, DataError
 from judgegap.experiments.base import EXPERIMENTS, RunContext, parse_experiment_params, with_progress
 from judgegap.metrics.agreement import (agreement_report, annotator_report, combine_orders, length_report,
                                         position_report)
-from judgegap.metrics.bootstrap import Estimate, bootstrap_indices
+from judgegap.metrics.bootstrap import bootstrap_indices
+from judgegap.metrics.calibration import est_dict
 from judgegap.prompts import PAIR_CHOICES, PAIR_TIE_CHOICE, PROMPTS
 from judgegap.store import Store
 
@@ -233,14 +234,6 @@ def saved_verdict_records(judge: str, dataset: str, items: list[Any], file: Path
     return recs
 
 
-def _e(x: Any) -> Any:
-    if isinstance(x, Estimate):
-        return x.to_dict()
-    if isinstance(x, dict):
-        return {k: _e(v) for k, v in x.items()}
-    return x
-
-
 def summarize_pairs(recs: list[dict[str, Any]], self_recs: list[dict[str, Any]], kw: dict[str, Any]) -> dict[str, Any]:
     out: dict[str, Any] = {"experiment": NAME, "datasets": {}, "self_preference": {}}
     groups: dict[tuple[str, str], list[dict[str, Any]]] = defaultdict(list)
@@ -250,24 +243,24 @@ def summarize_pairs(recs: list[dict[str, Any]], self_recs: list[dict[str, Any]],
         rs.sort(key=lambda r: r["item_id"])
         ref = [r["label"] for r in rs]
         js: dict[str, Any] = {"mode": rs[0]["mode"], "n_pairs": len(rs)}
-        js["order_consistent"] = _e(agreement_report(ref, [r["verdict"] for r in rs], **kw))
+        js["order_consistent"] = est_dict(agreement_report(ref, [r["verdict"] for r in rs], **kw))
         if rs[0]["mode"] == "model":
-            js["order_averaged"] = _e(agreement_report(ref, [r["verdict_averaged"] for r in rs], **kw))
-            js["position"] = _e(position_report([r["verdict_first"] for r in rs],
+            js["order_averaged"] = est_dict(agreement_report(ref, [r["verdict_averaged"] for r in rs], **kw))
+            js["position"] = est_dict(position_report([r["verdict_first"] for r in rs],
                                                 [r["verdict_swapped"] for r in rs], **kw))
             if any(r.get("text_first") is not None for r in rs):
-                js["text"] = _e(agreement_report(ref, [r["text_verdict"] for r in rs], **kw))
+                js["text"] = est_dict(agreement_report(ref, [r["text_verdict"] for r in rs], **kw))
                 js["text"]["n_unparsed_replies"] = sum(
                     (r["text_verdict_first"] is None) + (r["text_verdict_swapped"] is None) for r in rs)
-                js["text_position"] = _e(position_report([r["text_verdict_first"] for r in rs],
+                js["text_position"] = est_dict(position_report([r["text_verdict_first"] for r in rs],
                                                          [r["text_verdict_swapped"] for r in rs], **kw))
         else:
             js["n_missing"] = sum(bool(r.get("missing")) for r in rs)
             js["n_unparseable"] = sum(r["verdict"] is None and not r.get("missing") for r in rs)
-        js["length"] = _e(length_report([r["len_a"] for r in rs], [r["len_b"] for r in rs], ref,
+        js["length"] = est_dict(length_report([r["len_a"] for r in rs], [r["len_b"] for r in rs], ref,
                                         [r["verdict"] for r in rs], **kw))
         if rs[0].get("votes") and len(rs[0]["votes"]) > 1:
-            js["annotators"] = _e(annotator_report([r["votes"] for r in rs], [r["verdict"] for r in rs], **kw))
+            js["annotators"] = est_dict(annotator_report([r["votes"] for r in rs], [r["verdict"] for r in rs], **kw))
         out["datasets"].setdefault(ds, {})[judge] = js
     for judge in sorted({r["judge"] for r in self_recs}):
         rs = [r for r in self_recs if r["judge"] == judge]

@@ -127,3 +127,50 @@ def scatter_labelled(points: dict[str, tuple[float, float]], xlabel: str, ylabel
     ax.set_title(title, fontsize=10)
     ax.grid(alpha=0.3)
     return _png(fig)
+
+
+def reliability_bins_plot(curves: dict[str, list[dict[str, Any]]], title: str) -> bytes:
+    """Reliability diagram from binned data (point size ~ bin count)."""
+    fig, ax = plt.subplots(figsize=(4.2, 4))
+    ax.plot([0, 1], [0, 1], "k--", lw=1, label="perfect calibration")
+    for name, bins in curves.items():
+        if bins:
+            ax.plot([b["confidence"] for b in bins], [b["frequency"] for b in bins], marker="o", label=name)
+    ax.set_xlabel("self-score confidence")
+    ax.set_ylabel("fraction correct")
+    ax.set_xlim(0, 1)
+    ax.set_ylim(0, 1)
+    ax.set_title(title, fontsize=10)
+    ax.legend(fontsize=7)
+    return _png(fig)
+
+
+def histograms(hists: dict[str, list[int]], title: str, xlabel: str = "argmax score") -> bytes:
+    fig, ax = plt.subplots(figsize=(5, 3))
+    width = 0.8 / max(len(hists), 1)
+    for k, (name, h) in enumerate(hists.items()):
+        x = np.arange(1, len(h) + 1)
+        ax.bar(x + k * width - 0.4 + width / 2, h, width, label=name)
+    ax.set_xticks(np.arange(1, 11))
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel("answers")
+    ax.set_title(title, fontsize=10)
+    ax.legend(fontsize=7)
+    return _png(fig)
+
+
+def lines(series: dict[str, tuple[list[float], list[float]]], title: str, xlabel: str, ylabel: str,
+          ylim: tuple[float, float] | None = (0, 1), xticklabels: list[str] | None = None) -> bytes:
+    fig, ax = plt.subplots(figsize=(5.5, 3.5))
+    for name, (x, y) in series.items():
+        ax.plot(x, y, marker="." if len(x) < 60 else None, label=name)
+    if xticklabels is not None:
+        ax.set_xticks(range(len(xticklabels)), xticklabels, rotation=30, ha="right", fontsize=7)
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
+    if ylim:
+        ax.set_ylim(*ylim)
+    ax.set_title(title, fontsize=10)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=7)
+    return _png(fig)
