@@ -72,6 +72,14 @@ class _StopOnText:
         return torch.tensor(done, dtype=torch.bool, device=input_ids.device)
 
 
+def render_prompt(tok: Any, prompt: ChatPrompt, use_chat: bool) -> str:
+    """The exact text a model sees: its chat template (+ assistant prefix), or plain text for base models."""
+    if use_chat:
+        msgs = [{"role": r, "content": c} for r, c in prompt.messages]
+        return tok.apply_chat_template(msgs, tokenize=False, add_generation_prompt=True) + prompt.assistant_prefix
+    return prompt.plain_text()
+
+
 def load_tokenizer(ref: str):
     """A model's tokenizer (chat template included) without loading its weights."""
     from transformers import AutoTokenizer
@@ -205,11 +213,7 @@ class HFBackend(Backend):
 
     # -- prompts ------------------------------------------------------------------
     def render(self, prompt: ChatPrompt) -> str:
-        if self.use_chat:
-            msgs = [{"role": r, "content": c} for r, c in prompt.messages]
-            text = self.tok.apply_chat_template(msgs, tokenize=False, add_generation_prompt=True)
-            return text + prompt.assistant_prefix
-        return prompt.plain_text()
+        return render_prompt(self.tok, prompt, self.use_chat)
 
     def encode(self, prompt: ChatPrompt) -> list[int]:
         text = self.render(prompt)
@@ -458,6 +462,57 @@ class HFBackend(Backend):
             if prev:
                 self.model.set_attn_implementation(prev)
         return res.logits[0], res.attentions
+
+    def encode_with_offsets(self, text: str) -> tuple[list[int], list[tuple[int, int]]]:
+        """Token ids of a rendered prompt (as ``encode`` makes them) with character offsets."""
+        enc = self.tok(text, add_special_tokens=not self.use_chat, return_offsets_mapping=True)
+        return list(enc["input_ids"]), [tuple(o) for o in enc["offset_mapping"]]
+
+    def attention_modules(self) -> list[Any]:
+        """The self-attention module of every layer, in layer order."""
+        mods = [m for n, m in self.model.named_modules() if n.endswith("self_attn")]
+        if not mods:
+            raise BackendError(f"model {self.model_ref!r}: no '*.self_attn' modules to read attention from")
+        return mods
+
+    def span_attention(self, input_ids: list[int], labels: Any, n_spans: int, queries: list[int],
+                       attention_hook: Any = None) -> Any:
+        """Attention mass from ``queries`` onto each span: array [layers, heads, n_spans].
+
+        One sequence, eager attention; a forward hook on every layer reduces that layer's
+        attention weights to span masses right away (averaged over the query positions),
+        so the full [heads, L, L] tensors of all layers are never held at once.
+        ``attention_hook`` (tests) may rewrite the attention mask a layer sees.
+        """
+        torch = self.torch
+        onehot = torch.zeros(len(input_ids), n_spans, device=self.device)
+        onehot[torch.arange(len(input_ids)), torch.as_tensor(labels, device=self.device)] = 1.0
+        q = torch.as_tensor(queries, device=self.device)
+        per_layer: list[Any] = []
+
+        def reduce(_mod, _args, output):
+            w = output[1]
+            if w is None:
+                raise BackendError("attention weights unavailable (eager attention did not return them)")
+            per_layer.append((w[0][:, q, :].float() @ onehot).mean(1).cpu())  # [heads, spans]
+            return (output[0], None) + tuple(output[2:])
+
+        prev = getattr(self.model.config, "_attn_implementation", None)
+        self.model.set_attn_implementation("eager")
+        handles = [m.register_forward_hook(reduce) for m in self.attention_modules()]
+        if attention_hook is not None:
+            handles += [m.register_forward_pre_hook(attention_hook, with_kwargs=True) for m in self.attention_modules()]
+        try:
+            with torch.no_grad():
+                self.model(input_ids=torch.tensor([input_ids], device=self.device), use_cache=False,
+                           logits_to_keep=1)
+            self.forward_passes += 1
+        finally:
+            for h in handles:
+                h.remove()
+            if prev:
+                self.model.set_attn_implementation(prev)
+        return torch.stack(per_layer).numpy()
 
     def stats(self) -> dict[str, Any]:
         return {"forward_passes": self.forward_passes, "prefix_tokens_saved": self.prefix_tokens_saved,

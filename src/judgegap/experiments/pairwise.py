@@ -48,6 +48,7 @@ class PairwiseParams(BaseModel):
     model_config = ConfigDict(extra="forbid")
     judges: Literal["all"] | list[str] = "all"
     text_verdict: bool = True
+    text_verdict_max_pairs: int | None = Field(default=None, ge=1, description="text mode on the first N pairs only")
     tie_option: Literal["auto", "always", "never"] = "auto"
     template: str = "pair_judge"
     self_pairs: bool = False
@@ -124,10 +125,11 @@ class Pairwise:
                                     lambda: be.score_choices(prompts, choices))
                 texts: list[str | None] = [None] * len(prompts)
                 if p.text_verdict:
-                    reqs = [GenRequest(pr, max_new_tokens=4, temperature=0.0, stop=("\n",)) for pr in prompts]
+                    n_text = 2 * min(len(items), p.text_verdict_max_pairs or len(items))
+                    reqs = [GenRequest(pr, max_new_tokens=4, temperature=0.0, stop=("\n",)) for pr in prompts[:n_text]]
                     comps = with_progress(ctx, f"{ds_name} · {j} · pairs (text)", len(reqs), be,
                                           lambda: be.generate(reqs))
-                    texts = [c.text for c in comps]
+                    texts[:n_text] = [c.text for c in comps]
                 recs = []
                 for k, it in enumerate(items):
                     pf = choice_probs(lps[2 * k]) + ([] if tie else [0.0])
@@ -248,12 +250,14 @@ def summarize_pairs(recs: list[dict[str, Any]], self_recs: list[dict[str, Any]],
             js["order_averaged"] = est_dict(agreement_report(ref, [r["verdict_averaged"] for r in rs], **kw))
             js["position"] = est_dict(position_report([r["verdict_first"] for r in rs],
                                                 [r["verdict_swapped"] for r in rs], **kw))
-            if any(r.get("text_first") is not None for r in rs):
-                js["text"] = est_dict(agreement_report(ref, [r["text_verdict"] for r in rs], **kw))
+            tr = [r for r in rs if r.get("text_first") is not None]  # text mode may cover a subset
+            if tr:
+                js["text"] = est_dict(agreement_report([r["label"] for r in tr], [r["text_verdict"] for r in tr],
+                                                       **kw))
                 js["text"]["n_unparsed_replies"] = sum(
-                    (r["text_verdict_first"] is None) + (r["text_verdict_swapped"] is None) for r in rs)
-                js["text_position"] = est_dict(position_report([r["text_verdict_first"] for r in rs],
-                                                         [r["text_verdict_swapped"] for r in rs], **kw))
+                    (r["text_verdict_first"] is None) + (r["text_verdict_swapped"] is None) for r in tr)
+                js["text_position"] = est_dict(position_report([r["text_verdict_first"] for r in tr],
+                                                               [r["text_verdict_swapped"] for r in tr], **kw))
         else:
             js["n_missing"] = sum(bool(r.get("missing")) for r in rs)
             js["n_unparseable"] = sum(r["verdict"] is None and not r.get("missing") for r in rs)

@@ -88,13 +88,15 @@ def asymmetry_view(store: Store, summ: dict[str, Any]) -> dict[str, Any]:
 def build_report(store: Store, summary: dict[str, Any], path: Path) -> None:
     exps = summary.get("experiments", {})
     from judgegap.report.pairwise_view import consistency_view, pairwise_view
+    from judgegap.report.attention_view import attention_view
     from judgegap.report.selfscore_view import selfscore_view
 
     view = {"title": summary.get("name") or "judgegap report", "summary": summary,
             "asym": asymmetry_view(store, exps["asymmetry"]) if "asymmetry" in exps else None,
             "pairs": pairwise_view(exps["pairwise"]) if "pairwise" in exps else None,
             "ge": consistency_view(exps["ge_consistency"]) if "ge_consistency" in exps else None,
-            "selfscore": selfscore_view(exps["selfscore"]) if "selfscore" in exps else None}
+            "selfscore": selfscore_view(exps["selfscore"]) if "selfscore" in exps else None,
+            "attention": attention_view(exps["attention"], path.parent / "figures") if "attention" in exps else None}
     html = _ENV.get_template("report.html.jinja2").render(**view)
     tmp = path.with_suffix(".html.tmp")
     tmp.write_text(html, encoding="utf-8")
