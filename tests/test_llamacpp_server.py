@@ -8,7 +8,6 @@ measured agreement with some slack (see benchmarks/RESULTS.md).
 
 from __future__ import annotations
 
-import shutil
 import socket
 import subprocess
 import sys

@@ -3,7 +3,6 @@ saved verdicts, GE-consistency, and a run through the CLI on a tiny model."""
 
 from __future__ import annotations
 
-import gzip
 import json
 import math
 
@@ -241,3 +240,21 @@ experiments:
     assert ge["human_pair_agreement"]["n_models"] == 2 and ge["qa_balanced_youden_j"]["n_models"] == 2
     r = run_cli("judge-pairs", str(tmp_path / "nope.yaml"))
     assert r.returncode == 2 and "not found" in r.stderr
+
+
+def test_pair_calibration_against_human_labels():
+    from judgegap.experiments.pairwise import summarize_pairs
+
+    rng = np.random.default_rng(0)
+    recs = []
+    for k in range(60):
+        lab = "A" if k % 2 else "B"
+        p = 0.8 if lab == "A" else 0.2  # a well-separated judge, the same in both orders
+        recs.append({"dataset": "d", "judge": "j", "mode": "model", "item_id": str(k), "label": lab, "votes": [],
+                     "len_a": 1, "len_b": 2, "p_first": [p, 1 - p, 0.0], "p_swapped": [1 - p, p, 0.0],
+                     "verdict_first": "A" if p > .5 else "B", "verdict_swapped": "B" if p > .5 else "A",
+                     "verdict": lab, "verdict_averaged": lab, "text_first": None})
+    res = summarize_pairs(recs, [], {"n_resamples": 100, "seed": rng.integers(100)})["datasets"]["d"]["j"]
+    cal = res["calibration_vs_human"]
+    assert cal["auroc"]["value"] == 1.0 and cal["ece_equal_width"]["value"] == pytest.approx(0.2)
+    assert res["order_consistent"]["accuracy_with_ties"]["value"] == 1.0

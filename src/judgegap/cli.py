@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import math
 import re
 import sys
 from pathlib import Path
@@ -95,6 +94,24 @@ def judge_pairs(
     if not any(e.name == "pairwise" for e in cfg.experiments):
         raise JudgegapError(f"{config}: judge-pairs needs the pairwise experiment in experiments")
     run(config, resume=resume, overwrite=overwrite, output_dir=output_dir, n=None, data_dir=data_dir)
+
+
+@app.command("attention")
+def attention_cmd(
+    config: Path = typer.Argument(..., help="YAML with QA datasets, hf models and the attention experiment"),
+    resume: bool = typer.Option(False, "--resume"),
+    overwrite: bool = typer.Option(False, "--overwrite"),
+    output_dir: Optional[Path] = typer.Option(None, "--output-dir", "-o"),
+    n: Optional[int] = typer.Option(None, "--n", help="override the sample size of every dataset"),
+    data_dir: Optional[Path] = typer.Option(None, "--data-dir"),
+) -> None:
+    """Attention mass on passage / question / answer in generate vs judge mode, per layer and head."""
+    from judgegap.config import load_config
+
+    cfg = load_config(config)
+    if not any(e.name == "attention" for e in cfg.experiments):
+        raise JudgegapError(f"{config}: the attention command needs the attention experiment in experiments")
+    run(config, resume=resume, overwrite=overwrite, output_dir=output_dir, n=n, data_dir=data_dir)
 
 
 @app.command()

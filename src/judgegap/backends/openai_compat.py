@@ -17,7 +17,6 @@
 from __future__ import annotations
 
 import asyncio
-import json
 import math
 import os
 import random
@@ -25,7 +24,6 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 import httpx
-from rich.progress import Progress
 
 from judgegap.backends.base import BACKENDS, Backend, Capabilities, ChatPrompt, Completion, GenRequest
 from judgegap.errors import BackendError

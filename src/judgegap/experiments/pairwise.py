@@ -29,7 +29,7 @@ from judgegap.experiments.base import EXPERIMENTS, RunContext, parse_experiment_
 from judgegap.metrics.agreement import (agreement_report, annotator_report, combine_orders, length_report,
                                         position_report)
 from judgegap.metrics.bootstrap import bootstrap_indices
-from judgegap.metrics.calibration import est_dict
+from judgegap.metrics.calibration import calibration_report, est_dict
 from judgegap.prompts import PAIR_CHOICES, PAIR_TIE_CHOICE, PROMPTS
 from judgegap.store import Store
 
@@ -236,6 +236,13 @@ def saved_verdict_records(judge: str, dataset: str, items: list[Any], file: Path
     return recs
 
 
+def _p_a(r: dict[str, Any]) -> float:
+    """Order-averaged P(original A better | not a tie)."""
+    pf, ps = r["p_first"], r["p_swapped"]
+    a, b = (pf[0] + ps[1]) / 2, (pf[1] + ps[0]) / 2
+    return a / (a + b) if a + b > 0 else 0.5
+
+
 def summarize_pairs(recs: list[dict[str, Any]], self_recs: list[dict[str, Any]], kw: dict[str, Any]) -> dict[str, Any]:
     out: dict[str, Any] = {"experiment": NAME, "datasets": {}, "self_preference": {}}
     groups: dict[tuple[str, str], list[dict[str, Any]]] = defaultdict(list)
@@ -248,6 +255,13 @@ def summarize_pairs(recs: list[dict[str, Any]], self_recs: list[dict[str, Any]],
         js["order_consistent"] = est_dict(agreement_report(ref, [r["verdict"] for r in rs], **kw))
         if rs[0]["mode"] == "model":
             js["order_averaged"] = est_dict(agreement_report(ref, [r["verdict_averaged"] for r in rs], **kw))
+            nt = [r for r in rs if r["label"] != "tie"]
+            if len(nt) >= 5:
+                pa = np.array([_p_a(r) for r in nt])
+                ya = np.array([float(r["label"] == "A") for r in nt])
+                cal = calibration_report(ya, pa, 10, **kw)
+                js["calibration_vs_human"] = est_dict({k: cal[k] for k in (
+                    "n", "ece_equal_width", "ece_equal_mass", "brier", "auroc", "base_rate", "mean_confidence")})
             js["position"] = est_dict(position_report([r["verdict_first"] for r in rs],
                                                 [r["verdict_swapped"] for r in rs], **kw))
             tr = [r for r in rs if r.get("text_first") is not None]  # text mode may cover a subset
