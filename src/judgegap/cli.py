@@ -88,12 +88,17 @@ def judge_pairs(
     data_dir: Optional[Path] = typer.Option(None, "--data-dir"),
 ) -> None:
     """Judge pairwise sets in both orders and measure agreement with the human labels."""
+    _run_requiring("pairwise", config, resume=resume, overwrite=overwrite, output_dir=output_dir, n=None,
+                   data_dir=data_dir)
+
+
+def _run_requiring(experiment: str, config: Path, **kw: Any) -> None:
+    """``run`` for a command that exists for one experiment (checked before any work)."""
     from judgegap.config import load_config
 
-    cfg = load_config(config)
-    if not any(e.name == "pairwise" for e in cfg.experiments):
-        raise JudgegapError(f"{config}: judge-pairs needs the pairwise experiment in experiments")
-    run(config, resume=resume, overwrite=overwrite, output_dir=output_dir, n=None, data_dir=data_dir)
+    if not any(e.name == experiment for e in load_config(config).experiments):
+        raise JudgegapError(f"{config}: this command needs the {experiment} experiment in experiments")
+    run(config, **kw)
 
 
 @app.command("attention")
@@ -106,12 +111,8 @@ def attention_cmd(
     data_dir: Optional[Path] = typer.Option(None, "--data-dir"),
 ) -> None:
     """Attention mass on passage / question / answer in generate vs judge mode, per layer and head."""
-    from judgegap.config import load_config
-
-    cfg = load_config(config)
-    if not any(e.name == "attention" for e in cfg.experiments):
-        raise JudgegapError(f"{config}: the attention command needs the attention experiment in experiments")
-    run(config, resume=resume, overwrite=overwrite, output_dir=output_dir, n=n, data_dir=data_dir)
+    _run_requiring("attention", config, resume=resume, overwrite=overwrite, output_dir=output_dir, n=n,
+                   data_dir=data_dir)
 
 
 @app.command()

@@ -273,7 +273,6 @@ class HFBackend(Backend):
 
     # -- generate -------------------------------------------------------------------
     def generate(self, requests: list[GenRequest]) -> list[Completion]:
-        torch = self.torch
         texts = [self.render(r.prompt) for r in requests]
         enc = [list(self.tok(t, add_special_tokens=not self.use_chat)["input_ids"]) for t in texts]
         out: list[Completion | None] = [None] * len(requests)

@@ -20,7 +20,8 @@ from scipy import stats
 
 from judgegap.backends.base import GenRequest
 from judgegap.errors import ConfigError
-from judgegap.experiments.base import EXPERIMENTS, RunContext, parse_experiment_params, with_progress
+from judgegap.experiments.base import (EXPERIMENTS, RunContext, answer_requests, parse_experiment_params,
+                                       with_progress)
 from judgegap.experiments.candidates import balanced_candidates, clean_answer, display_answer
 from judgegap.metrics.bootstrap import Estimate, bootstrap_indices, mean_ci, paired_diff_ci
 from judgegap.metrics.judging import balanced_accuracy, judge_report
@@ -96,11 +97,7 @@ class Asymmetry:
             # 1. generate
             for m in models:
                 be = ctx.backend(m.name)
-                g = m.generation
-                reqs = [GenRequest(gen_t.render(context=it.context, question=it.question,
-                                                allow_unanswerable=allow_unans),
-                                   max_new_tokens=g.max_new_tokens, temperature=g.temperature, top_p=g.top_p,
-                                   stop=tuple(g.stop), seed=g.seed) for it in items]
+                reqs = answer_requests(m, gen_t, items, allow_unans)
                 comps = with_progress(ctx, f"{ds_name} · {m.name} · generate", len(reqs), be,
                                             lambda: be.generate(reqs))
                 recs = []

@@ -27,10 +27,10 @@ from typing import Any
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 
-from judgegap.backends.base import GenRequest
 from judgegap.errors import ConfigError
 from judgegap.experiments.asymmetry import p_correct
-from judgegap.experiments.base import EXPERIMENTS, RunContext, parse_experiment_params, with_progress
+from judgegap.experiments.base import (EXPERIMENTS, RunContext, answer_requests, parse_experiment_params,
+                                       with_progress)
 from judgegap.experiments.candidates import clean_answer, display_answer
 from judgegap.metrics.bootstrap import bootstrap_indices, mean_ci
 from judgegap.metrics.calibration import est_dict
@@ -79,12 +79,8 @@ class Attention:
             for mc in ctx.config.models:
                 be = ctx.backend(mc.name)
                 hf = be.backend
-                g = mc.generation
-                gen_prompts = [gen_t.render(context=it.context, question=it.question, allow_unanswerable=unans)
-                               for it in items]
-                comps = with_progress(ctx, f"{ds} · {mc.name} · answer", len(items), be, lambda: be.generate(
-                    [GenRequest(pr, max_new_tokens=g.max_new_tokens, temperature=g.temperature, top_p=g.top_p,
-                                stop=tuple(g.stop), seed=g.seed) for pr in gen_prompts]))
+                reqs = answer_requests(mc, gen_t, items, unans)
+                comps = with_progress(ctx, f"{ds} · {mc.name} · answer", len(items), be, lambda: be.generate(reqs))
                 preds = [clean_answer(c.text) for c in comps]
                 judge_prompts = [judge_t.render(context=it.context, question=it.question,
                                                 candidate=display_answer(pr), allow_unanswerable=unans)

@@ -41,6 +41,18 @@ class RunContext:
         return {n: items for n, items in self.datasets.items() if DATASETS.get(n).kind == kind}
 
 
+def answer_requests(model_cfg: Any, template: Any, items: list[QAItem], allow_unanswerable: bool) -> list[Any]:
+    """The model's answer requests with its configured decoding (identical across experiments, so a
+    run with several experiments answers each item once and the rest come from the cache)."""
+    from judgegap.backends.base import GenRequest
+
+    g = model_cfg.generation
+    return [GenRequest(template.render(context=it.context, question=it.question,
+                                       allow_unanswerable=allow_unanswerable),
+                       max_new_tokens=g.max_new_tokens, temperature=g.temperature, top_p=g.top_p,
+                       stop=tuple(g.stop), seed=g.seed) for it in items]
+
+
 P = TypeVar("P", bound=BaseModel)
 
 

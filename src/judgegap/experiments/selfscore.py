@@ -20,7 +20,8 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from judgegap.backends.base import GenRequest
 from judgegap.errors import ConfigError
-from judgegap.experiments.base import EXPERIMENTS, RunContext, parse_experiment_params, with_progress
+from judgegap.experiments.base import (EXPERIMENTS, RunContext, answer_requests, parse_experiment_params,
+                                       with_progress)
 from judgegap.experiments.candidates import clean_answer, display_answer
 from judgegap.metrics.agreement import cohen_kappa
 from judgegap.metrics.bootstrap import bootstrap_indices, mean_ci, paired_diff_ci
@@ -72,10 +73,7 @@ class SelfScore:
             unans = any(not it.answerable for it in items)
             for mc in ctx.config.models:
                 be = ctx.backend(mc.name)
-                g = mc.generation
-                reqs = [GenRequest(gen_t.render(context=it.context, question=it.question, allow_unanswerable=unans),
-                                   max_new_tokens=g.max_new_tokens, temperature=g.temperature, top_p=g.top_p,
-                                   stop=tuple(g.stop), seed=g.seed) for it in items]
+                reqs = answer_requests(mc, gen_t, items, unans)
                 comps = with_progress(ctx, f"{ds} · {mc.name} · answer", len(reqs), be, lambda: be.generate(reqs))
                 preds = [clean_answer(c.text) for c in comps]
                 prompts = [score_t.render(context=it.context, question=it.question, candidate=display_answer(pr),
