@@ -14,6 +14,7 @@ Design notes
 
 from __future__ import annotations
 
+import functools
 import os
 import time
 from pathlib import Path
@@ -80,8 +81,13 @@ def render_prompt(tok: Any, prompt: ChatPrompt, use_chat: bool) -> str:
     return prompt.plain_text()
 
 
+@functools.lru_cache(maxsize=4)
 def load_tokenizer(ref: str):
-    """A model's tokenizer (chat template included) without loading its weights."""
+    """A model's tokenizer (chat template included) without loading its weights.
+
+    Cached per process: reading a tokenizer out of a GGUF file takes tens of seconds for
+    Gemma's 262k vocabulary. Callers must not mutate it.
+    """
     from transformers import AutoTokenizer
 
     try:

@@ -105,7 +105,7 @@ class GEConsistency:
         jm, J = _matrix(pairs, "judge", lambda r: float(r[p.pair_verdict] == r["label"]))
         if jm:
             judging["human_pair_agreement"] = dict(zip(jm, J))
-        bal: dict[tuple[str, str, str], dict[str, Any]] = {}
+        bal: dict[tuple[str, str, str, str], dict[str, Any]] = {}
         for r in store.records("asymmetry", "judgment"):
             if r["author"] in ("gold", "wrong_span"):
                 bal[(r["judge"], r["dataset"], r["item_id"], r["author"])] = r
