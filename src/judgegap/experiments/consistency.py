@@ -82,6 +82,8 @@ def ge_consistency(gen: dict[str, np.ndarray], judge: dict[str, np.ndarray], n_r
            "spearman": est(rho, 0), "kendall": est(tau, 1),
            "rank_generation": dict(zip(models, map(int, stats.rankdata(-g, method="min")))),
            "rank_judging": dict(zip(models, map(int, stats.rankdata(-j, method="min"))))}
+    ok = b[:, 0][~np.isnan(b[:, 0])]
+    out["bootstrap_share_positive"] = float((ok > 0).mean()) if len(ok) else float("nan")
     if len(models) == 2:
         out["note"] = ("with two models a rank correlation is -1 or +1 (or undefined on ties); the CI only shows"
                        " how often resampled items flip the order")

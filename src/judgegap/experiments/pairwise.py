@@ -275,8 +275,10 @@ def summarize_pairs(recs: list[dict[str, Any]], self_recs: list[dict[str, Any]],
         else:
             js["n_missing"] = sum(bool(r.get("missing")) for r in rs)
             js["n_unparseable"] = sum(r["verdict"] is None and not r.get("missing") for r in rs)
+        # order-averaged verdicts: a position-biased judge's order-consistent verdicts are mostly
+        # 'inconsistent', which would leave nothing to measure a length preference on
         js["length"] = est_dict(length_report([r["len_a"] for r in rs], [r["len_b"] for r in rs], ref,
-                                        [r["verdict"] for r in rs], **kw))
+                                              [r["verdict_averaged"] for r in rs], **kw))
         if rs[0].get("votes") and len(rs[0]["votes"]) > 1:
             js["annotators"] = est_dict(annotator_report([r["votes"] for r in rs], [r["verdict"] for r in rs], **kw))
         out["datasets"].setdefault(ds, {})[judge] = js
