@@ -41,6 +41,7 @@ class SelfScoreParams(BaseModel):
     f1_threshold: float = Field(default=0.5, gt=0.0, le=1.0)
     external_judges: Literal["all", "none"] | list[str] = "all"
     text_score: bool = True
+    text_score_models: list[str] | None = Field(default=None, description="text reading for these models only")
     text_temperature: float = Field(default=0.0, ge=0.0, le=2.0)
     generate_template: str = "qa_generate"
     score_template: str = "self_score"
@@ -88,7 +89,7 @@ class SelfScore:
                         ctx, f"{ds} · {sname} scores {mc.name}", len(prompts), sbe,
                         lambda: sbe.score_choices(prompts, list(SCORE_CHOICES)))
                 texts: list[str | None] = [None] * len(items)
-                if p.text_score:
+                if p.text_score and (p.text_score_models is None or mc.name in p.text_score_models):
                     treqs = [GenRequest(pr, max_new_tokens=4, temperature=p.text_temperature, stop=("\n",),
                                         seed=ctx.config.seed) for pr in prompts]
                     texts = [c.text for c in with_progress(ctx, f"{ds} · {mc.name} · score (text)", len(treqs), be,
