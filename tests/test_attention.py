@@ -140,3 +140,16 @@ def test_attention_experiment_end_to_end(data_dir, tiny_model, tmp_path):
     html = (out / "report.html").read_text()
     assert "where does the model look when it generates" in html
     assert list((out / "figures").glob("attention_*.png"))
+
+
+def test_too_long_items_are_counted_not_dropped(data_dir, tiny_model, tmp_path):
+    from judgegap.config import parse_config
+    from judgegap.experiments.runner import run_config
+
+    cfg = parse_config({"output_dir": str(tmp_path / "o"), "data_dir": str(data_dir), "bootstrap_resamples": 100,
+                        "datasets": [{"name": "squad2", "n": 3}],
+                        "models": [{"name": "tiny", "model": str(tiny_model), "generation": {"max_new_tokens": 4}}],
+                        "experiments": [{"name": "attention", "params": {"max_tokens": 64}}]})
+    s = run_config(cfg)["experiments"]["attention"]
+    assert s["n_skipped"] == {"squad2 · tiny": 3} and s["datasets"] == {}
+    assert "Skipped (judge prompt longer" in (tmp_path / "o" / "report.html").read_text()

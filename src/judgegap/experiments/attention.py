@@ -93,7 +93,11 @@ class Attention:
                 for k, it in enumerate(items):
                     if it.id not in done:
                         rec = self._item(hf, gen_t, judge_t, it, comps[k].text, preds[k], unans, p)
-                        if rec is not None:
+                        if rec is None:  # judge prompt longer than max_tokens: counted, not dropped silently
+                            ctx.store.put_records(NAME, "skipped", [(f"{ds}|{mc.name}|{it.id}", {
+                                "dataset": ds, "model": mc.name, "item_id": it.id,
+                                "reason": f"judge prompt longer than max_tokens={p.max_tokens}"})])
+                        else:
                             em, f1 = score_item(metric, preds[k], it)
                             correct = int(f1 >= p.f1_threshold)
                             pc, _ = p_correct(*verdicts[k])
@@ -137,7 +141,12 @@ class Attention:
 
     def summarize(self, store: Store, config: dict[str, Any], params: dict[str, Any]) -> dict[str, Any]:
         kw = {"n_resamples": config.get("bootstrap_resamples", 1000), "seed": 12345 + config.get("seed", 0)}
-        return summarize_attention(store.records(NAME, "item"), kw)
+        out = summarize_attention(store.records(NAME, "item"), kw)
+        skipped: dict[str, int] = defaultdict(int)
+        for r in store.records(NAME, "skipped"):
+            skipped[f"{r['dataset']} · {r['model']}"] += 1
+        out["n_skipped"] = dict(skipped)  # items whose judge prompt exceeded max_tokens
+        return out
 
 
 def _with_sink(labels: np.ndarray) -> np.ndarray:

@@ -58,4 +58,5 @@ def attention_view(summ: dict[str, Any], fig_dir: Path | None = None) -> dict[st
             item["maps"] = maps
             figs.append(item)
     return {"rows": rows, "figs": figs, "spans": spans, "definitions": summ.get("span_definitions", {}),
+            "skipped": summ.get("n_skipped", {}),
             "seed_claim": summ.get("seed_claim", "")}
