@@ -118,10 +118,6 @@ class SelfScore:
                                    [m["name"] for m in config.get("models", [])])
 
 
-def _conf(x: float) -> float:
-    return to_confidence(x)
-
-
 def summarize_selfscore(recs: list[dict[str, Any]], p: SelfScoreParams, kw: dict[str, Any],
                         model_order: list[str]) -> dict[str, Any]:
     out: dict[str, Any] = {"experiment": NAME, "score_scale": "1-10 -> confidence (s - 1) / 9",
@@ -134,8 +130,8 @@ def summarize_selfscore(recs: list[dict[str, Any]], p: SelfScoreParams, kw: dict
         y = np.array([r["correct"] for r in rs], float)
         own = [r["scores"][m] for r in rs]
         e_self = np.array([s["expected"] for s in own])
-        conf = np.array([_conf(x) for x in e_self])
-        conf_arg = np.array([_conf(s["argmax"]) for s in own])
+        conf = np.array([to_confidence(x) for x in e_self])
+        conf_arg = np.array([to_confidence(s["argmax"]) for s in own])
         res: dict[str, Any] = {
             "n": len(rs), "generation_accuracy": mean_ci(y, **kw),
             "mean_expected_score": float(e_self.mean()), "mean_score_mass": float(np.mean([s["mass"] for s in own])),
@@ -147,12 +143,12 @@ def summarize_selfscore(recs: list[dict[str, Any]], p: SelfScoreParams, kw: dict
         res["text_n_unparsed"] = sum(r.get("text_reply") is not None and r.get("text_score") is None for r in rs)
         if txt:
             res["vs_gold"]["text"] = calibration_report(np.array([t[0] for t in txt]),
-                                                        np.array([_conf(t[1]) for t in txt]), p.n_bins, **kw)
+                                                        np.array([to_confidence(t[1]) for t in txt]), p.n_bins, **kw)
         # external judges as reference
         res["vs_judges"] = {}
         for j in sorted({k for r in rs for k in r["scores"]} - {m}):
             e_j = np.array([r["scores"][j]["expected"] for r in rs])
-            yj = (np.array([_conf(x) for x in e_j]) >= p.judge_threshold).astype(float)
+            yj = (np.array([to_confidence(x) for x in e_j]) >= p.judge_threshold).astype(float)
             arg_j = [r["scores"][j]["argmax"] for r in rs]
             top5 = [r["scores"][m]["top5"] for r in rs]
             topk = {str(k): mean_ci([float(a in t[:k]) for a, t in zip(arg_j, top5)], **kw) for k in range(1, 6)}
@@ -164,7 +160,7 @@ def summarize_selfscore(recs: list[dict[str, Any]], p: SelfScoreParams, kw: dict
                     "accuracy": mean_ci((yi == yji).astype(float), **kw),
                     "kappa": bootstrap_indices(lambda i: cohen_kappa(yi[i], yji[i], 2), len(yi), **kw),
                     "judge_accept_rate": float(yj.mean()),
-                    "judge_auroc_vs_gold": calibration_report(y, np.array([_conf(x) for x in e_j]), p.n_bins,
+                    "judge_auroc_vs_gold": calibration_report(y, np.array([to_confidence(x) for x in e_j]), p.n_bins,
                                                               **kw)["auroc"],
                     "note": "agreement between the two references: gold correctness vs this judge's verdict"},
             }
@@ -203,8 +199,8 @@ def _compare(by: dict[tuple[str, str], list[dict[str, Any]]], ds: str, base: str
     ft = np.array([t[i]["f1"] for i in ids])
     yb = np.array([b[i]["correct"] for i in ids], float)
     yt = np.array([t[i]["correct"] for i in ids], float)
-    cb = np.array([_conf(b[i]["scores"][base]["expected"]) for i in ids])
-    ct = np.array([_conf(t[i]["scores"][tuned]["expected"]) for i in ids])
+    cb = np.array([to_confidence(b[i]["scores"][base]["expected"]) for i in ids])
+    ct = np.array([to_confidence(t[i]["scores"][tuned]["expected"]) for i in ids])
     q_win = np.where(ft > fb, 1.0, np.where(ft == fb, 0.5, 0.0))
     eb, et = np.abs(cb - yb), np.abs(ct - yt)
     c_win = np.where(et < eb, 1.0, np.where(et == eb, 0.5, 0.0))

@@ -64,13 +64,15 @@ def heatmap(matrix: list[list[float]], rows: list[str], cols: list[str], title: 
     return _png(fig)
 
 
-def reliability(curves: dict[str, tuple[np.ndarray, np.ndarray]], title: str) -> bytes:
+def reliability(curves: dict[str, tuple[np.ndarray, np.ndarray]], title: str,
+                xlabel: str = "judge P(correct)", ylabel: str = "fraction actually correct") -> bytes:
+    """Reliability diagram: per curve, (mean predicted probability, observed frequency) per bin."""
     fig, ax = plt.subplots(figsize=(4.2, 4))
     ax.plot([0, 1], [0, 1], "k--", lw=1, label="perfect calibration")
     for name, (prob_pred, prob_true) in curves.items():
         ax.plot(prob_pred, prob_true, marker="o", label=name)
-    ax.set_xlabel("judge P(correct)")
-    ax.set_ylabel("fraction actually correct")
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
     ax.set_xlim(0, 1)
     ax.set_ylim(0, 1)
     ax.set_title(title, fontsize=10)
@@ -130,19 +132,10 @@ def scatter_labelled(points: dict[str, tuple[float, float]], xlabel: str, ylabel
 
 
 def reliability_bins_plot(curves: dict[str, list[dict[str, Any]]], title: str) -> bytes:
-    """Reliability diagram from binned data (point size ~ bin count)."""
-    fig, ax = plt.subplots(figsize=(4.2, 4))
-    ax.plot([0, 1], [0, 1], "k--", lw=1, label="perfect calibration")
-    for name, bins in curves.items():
-        if bins:
-            ax.plot([b["confidence"] for b in bins], [b["frequency"] for b in bins], marker="o", label=name)
-    ax.set_xlabel("self-score confidence")
-    ax.set_ylabel("fraction correct")
-    ax.set_xlim(0, 1)
-    ax.set_ylim(0, 1)
-    ax.set_title(title, fontsize=10)
-    ax.legend(fontsize=7)
-    return _png(fig)
+    """Reliability diagram from ``metrics.calibration.reliability_bins`` output."""
+    pts = {name: ([b["confidence"] for b in bins], [b["frequency"] for b in bins])
+           for name, bins in curves.items() if bins}
+    return reliability(pts, title, xlabel="self-score confidence", ylabel="fraction correct")
 
 
 def histograms(hists: dict[str, list[int]], title: str, xlabel: str = "argmax score") -> bytes:
