@@ -13,7 +13,6 @@ from pathlib import Path
 from typing import Any
 
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
 from judgegap import __version__
 from judgegap.backends import CachedBackend, make_backend
@@ -21,6 +20,7 @@ from judgegap.config import DatasetConfig, RunConfig
 from judgegap.data import DATASETS, QAItem, stratified_sample
 from judgegap.errors import JudgegapError
 from judgegap.experiments.base import EXPERIMENTS, RunContext
+from judgegap.experiments.progress import make_progress
 from judgegap.store import Store
 
 RESULT_FILES = ("results.jsonl", "summary.json", "report.html")
@@ -106,9 +106,7 @@ def run_config(cfg: RunConfig, resume: bool = False, overwrite: bool = False,
     t_start = time.perf_counter()
     status = "failed"
     try:
-        with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TextColumn("·"),
-                      TimeElapsedColumn(), TextColumn("ETA"), TimeRemainingColumn(), console=console,
-                      transient=False) as progress:
+        with make_progress(console) as progress:
             ctx = RunContext(config=cfg, store=store, datasets=datasets, dataset_metrics=metrics, pools=pools,
                              backend_factory=factory, console=console, progress=progress)
             for exp in cfg.experiments:
