@@ -250,3 +250,31 @@ def test_selfscore_experiment_end_to_end_on_tiny_models(data_dir, tiny_model, tm
     assert json.loads(res.stdout)["n"] == 12
     res = run_cli("route", str(out), "--model", "nope", "--target-accuracy", "0.5")
     assert res.returncode == 1 and "not in" in res.stderr
+
+
+def test_pooled_summary_and_a_judge_that_scored_one_dataset_only():
+    from judgegap.experiments.selfscore import POOLED, SelfScoreParams, summarize_selfscore
+
+    rng = np.random.default_rng(0)
+
+    def rec(ds, i, judged):
+        c = int(rng.random() < 0.4)
+        dist = rng.dirichlet(np.ones(10) + 3 * c * np.arange(10) / 9)
+        s = {"dist": dist.tolist(), "mass": 1.0, "expected": float(dist @ np.arange(1, 11)),
+             "argmax": int(dist.argmax()) + 1, "top5": [int(k) + 1 for k in np.argsort(-dist)[:5]]}
+        scores = {"m": s, **({"j": {**s, "expected": 10.0 if c else 1.0, "argmax": 10 if c else 1}} if judged else {})}
+        return {"dataset": ds, "item_id": f"{ds}{i:03d}", "model": "m", "correct": c, "f1": float(c),
+                "scores": scores, "text_score": None, "text_reply": None}
+
+    recs = [rec("a", i, False) for i in range(60)] + [rec("b", i, True) for i in range(40)]
+    s = summarize_selfscore(recs, SelfScoreParams(folds=3), {"n_resamples": 100, "seed": 1}, ["m"])
+    assert set(s["datasets"]) == {"a", "b", POOLED}
+    pooled, b = s["datasets"][POOLED]["m"], s["datasets"]["b"]["m"]
+    assert pooled["n"] == 100 and sum(pooled["score_histogram"]) == 100
+    assert "j" not in s["datasets"]["a"]["m"]["vs_judges"]
+    # the judge scored only dataset b: the pooled comparison uses exactly those 40 items
+    assert pooled["vs_judges"]["j"]["n"] == 40
+    assert pooled["vs_judges"]["j"]["calibration"]["auroc"]["value"] == pytest.approx(
+        b["vs_judges"]["j"]["calibration"]["auroc"]["value"])
+    # this judge says 10 exactly when the answer is right: the two references agree perfectly
+    assert pooled["vs_judges"]["j"]["reference_agreement"]["accuracy"]["value"] == 1.0

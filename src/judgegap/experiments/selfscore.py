@@ -34,6 +34,7 @@ from judgegap.routing.curves import aurc, cost_curve, cross_validated_threshold,
 from judgegap.store import Store
 
 NAME = "selfscore"
+POOLED = "all datasets"
 
 
 class SelfScoreParams(BaseModel):
@@ -126,51 +127,64 @@ def summarize_selfscore(recs: list[dict[str, Any]], p: SelfScoreParams, kw: dict
     for r in recs:
         by[(r["dataset"], r["model"])].append(r)
     for (ds, m), rs in sorted(by.items()):
-        rs.sort(key=lambda r: r["item_id"])
-        y = np.array([r["correct"] for r in rs], float)
-        own = [r["scores"][m] for r in rs]
-        e_self = np.array([s["expected"] for s in own])
-        conf = np.array([to_confidence(x) for x in e_self])
-        conf_arg = np.array([to_confidence(s["argmax"]) for s in own])
-        res: dict[str, Any] = {
-            "n": len(rs), "generation_accuracy": mean_ci(y, **kw),
-            "mean_expected_score": float(e_self.mean()), "mean_score_mass": float(np.mean([s["mass"] for s in own])),
-            "score_histogram": np.bincount([s["argmax"] for s in own], minlength=11)[1:].tolist(),
-            "vs_gold": {"expected": calibration_report(y, conf, p.n_bins, **kw),
-                        "argmax": calibration_report(y, conf_arg, p.n_bins, **kw)},
-        }
-        txt = [(yy, r["text_score"]) for yy, r in zip(y, rs) if r.get("text_score") is not None]
-        res["text_n_unparsed"] = sum(r.get("text_reply") is not None and r.get("text_score") is None for r in rs)
-        if txt:
-            res["vs_gold"]["text"] = calibration_report(np.array([t[0] for t in txt]),
-                                                        np.array([to_confidence(t[1]) for t in txt]), p.n_bins, **kw)
-        # external judges as reference
-        res["vs_judges"] = {}
-        for j in sorted({k for r in rs for k in r["scores"]} - {m}):
-            e_j = np.array([r["scores"][j]["expected"] for r in rs])
-            yj = (np.array([to_confidence(x) for x in e_j]) >= p.judge_threshold).astype(float)
-            arg_j = [r["scores"][j]["argmax"] for r in rs]
-            top5 = [r["scores"][m]["top5"] for r in rs]
-            topk = {str(k): mean_ci([float(a in t[:k]) for a, t in zip(arg_j, top5)], **kw) for k in range(1, 6)}
-            yi, yji = y.astype(int), yj.astype(int)
-            res["vs_judges"][j] = {
-                "calibration": calibration_report(yj, conf, p.n_bins, score=e_self, reference_score=e_j, **kw),
-                "top_k_agreement": topk,
-                "reference_agreement": {
-                    "accuracy": mean_ci((yi == yji).astype(float), **kw),
-                    "kappa": bootstrap_indices(lambda i: cohen_kappa(yi[i], yji[i], 2), len(yi), **kw),
-                    "judge_accept_rate": float(yj.mean()),
-                    "judge_auroc_vs_gold": calibration_report(y, np.array([to_confidence(x) for x in e_j]), p.n_bins,
-                                                              **kw)["auroc"],
-                    "note": "agreement between the two references: gold correctness vs this judge's verdict"},
-            }
-        res["routing"] = routing_summary(conf, y, p, kw)
-        out["datasets"].setdefault(ds, {})[m] = res
+        out["datasets"].setdefault(ds, {})[m] = _summarize_group(rs, m, p, kw)
+    if len({ds for ds, _ in by}) > 1:  # every dataset pooled: the headline when each set alone is small
+        pooled: dict[str, list[dict[str, Any]]] = defaultdict(list)
+        for (_, m), rs in by.items():
+            pooled[m].extend(rs)
+        out["datasets"][POOLED] = {m: _summarize_group(rs, m, p, kw) for m, rs in sorted(pooled.items())}
     if len(model_order) >= 2:
         pair = p.compare or model_order[:2]
         out["comparison"] = {ds: _compare(by, ds, pair[0], pair[1], kw) for ds in sorted({d for d, _ in by})
                              if (ds, pair[0]) in by and (ds, pair[1]) in by}
     return est_dict(out)
+
+
+def _summarize_group(rs: list[dict[str, Any]], m: str, p: SelfScoreParams, kw: dict[str, Any]) -> dict[str, Any]:
+    """Every measure for one author model's scored answers (one dataset, or all pooled)."""
+    rs = sorted(rs, key=lambda r: (r["dataset"], r["item_id"]))
+    y = np.array([r["correct"] for r in rs], float)
+    own = [r["scores"][m] for r in rs]
+    e_self = np.array([s["expected"] for s in own])
+    conf = np.array([to_confidence(x) for x in e_self])
+    conf_arg = np.array([to_confidence(s["argmax"]) for s in own])
+    res: dict[str, Any] = {
+        "n": len(rs), "generation_accuracy": mean_ci(y, **kw),
+        "mean_expected_score": float(e_self.mean()), "mean_score_mass": float(np.mean([s["mass"] for s in own])),
+        "score_histogram": np.bincount([s["argmax"] for s in own], minlength=11)[1:].tolist(),
+        "vs_gold": {"expected": calibration_report(y, conf, p.n_bins, **kw),
+                    "argmax": calibration_report(y, conf_arg, p.n_bins, **kw)},
+    }
+    txt = [(yy, r["text_score"]) for yy, r in zip(y, rs) if r.get("text_score") is not None]
+    res["text_n_unparsed"] = sum(r.get("text_reply") is not None and r.get("text_score") is None for r in rs)
+    if txt:
+        res["vs_gold"]["text"] = calibration_report(np.array([t[0] for t in txt]),
+                                                    np.array([to_confidence(t[1]) for t in txt]), p.n_bins, **kw)
+    # external judges as reference
+    res["vs_judges"] = {}
+    for j in sorted({k for r in rs for k in r["scores"]} - {m}):
+        has = np.array([j in r["scores"] for r in rs])  # a judge may have scored only some datasets
+        rj = [r for r in rs if j in r["scores"]]
+        e_j = np.array([r["scores"][j]["expected"] for r in rj])
+        yj = (np.array([to_confidence(x) for x in e_j]) >= p.judge_threshold).astype(float)
+        arg_j = [r["scores"][j]["argmax"] for r in rj]
+        top5 = [r["scores"][m]["top5"] for r in rj]
+        topk = {str(k): mean_ci([float(a in t[:k]) for a, t in zip(arg_j, top5)], **kw) for k in range(1, 6)}
+        yi, yji = y[has].astype(int), yj.astype(int)
+        res["vs_judges"][j] = {
+            "n": len(rj),
+            "calibration": calibration_report(yj, conf[has], p.n_bins, score=e_self[has], reference_score=e_j, **kw),
+            "top_k_agreement": topk,
+            "reference_agreement": {
+                "accuracy": mean_ci((yi == yji).astype(float), **kw),
+                "kappa": bootstrap_indices(lambda i: cohen_kappa(yi[i], yji[i], 2), len(yi), **kw),
+                "judge_accept_rate": float(yj.mean()),
+                "judge_auroc_vs_gold": calibration_report(y[has], np.array([to_confidence(x) for x in e_j]),
+                                                          p.n_bins, **kw)["auroc"],
+                "note": "agreement between the two references: gold correctness vs this judge's verdict"},
+        }
+    res["routing"] = routing_summary(conf, y, p, kw)
+    return res
 
 
 def routing_summary(conf: np.ndarray, y: np.ndarray, p: SelfScoreParams, kw: dict[str, Any]) -> dict[str, Any]:
