@@ -235,6 +235,12 @@ def test_selfscore_experiment_end_to_end_on_tiny_models(data_dir, tiny_model, tm
                         "experiments": [{"name": "selfscore", "params": {"folds": 3, "n_bins": 5}}],
                         "bootstrap_resamples": 200})
     s = run_config(cfg)["experiments"]["selfscore"]
+    # the files other tools read are standard JSON: no NaN / Infinity literals anywhere
+    strict = {"parse_constant": lambda c: pytest.fail(f"non-standard JSON constant {c}")}
+    on_disk = json.loads((out / "summary.json").read_text(), **strict)["experiments"]["selfscore"]
+    assert on_disk["datasets"]["squad2"]["base"]["n"] == 12
+    for line in (out / "results.jsonl").read_text().splitlines():
+        json.loads(line, **strict)
     r = s["datasets"]["squad2"]["base"]
     assert r["n"] == 12 and 1 <= r["mean_expected_score"] <= 10 and sum(r["score_histogram"]) == 12
     assert set(r["vs_gold"]) >= {"expected", "argmax"}
@@ -278,3 +284,10 @@ def test_pooled_summary_and_a_judge_that_scored_one_dataset_only():
         b["vs_judges"]["j"]["calibration"]["auroc"]["value"])
     # this judge says 10 exactly when the answer is right: the two references agree perfectly
     assert pooled["vs_judges"]["j"]["reference_agreement"]["accuracy"]["value"] == 1.0
+
+
+def test_json_output_replaces_non_finite_numbers_with_null():
+    from judgegap.store.jsonout import dumps
+
+    text = dumps({"a": float("nan"), "b": [1.5, float("inf"), np.float64("-inf")], "c": np.int64(3), "d": "x"})
+    assert json.loads(text) == {"a": None, "b": [1.5, None, None], "c": 3, "d": "x"}

@@ -13,6 +13,7 @@ from rich.console import Console
 from rich.table import Table
 
 from judgegap.errors import JudgegapError
+from judgegap.store import jsonout
 
 app = typer.Typer(help="Can this model judge answers better than it generates them?", no_args_is_help=True,
                   add_completion=False, pretty_exceptions_enable=False)
@@ -145,7 +146,7 @@ def agreement(
     if "annotators" in res:
         flat["annotators"] = res["annotators"]
     if as_json:
-        print(json.dumps(flat, allow_nan=True))
+        print(jsonout.dumps(flat))
         return
     t = Table(title=f"{judge} on {dataset}: value [95% CI] (n)")
     t.add_column("measure")
@@ -243,7 +244,7 @@ def route(
         r.save(save_router)
         res["router"] = str(save_router)
     if as_json:
-        print(json.dumps(res, allow_nan=True, default=float))
+        print(jsonout.dumps(res, default=float))
         return
     out.print(f"[bold]{what}[/bold]: n={res['n']}, base accuracy {res['base_accuracy']:.3f}, AURC {res['aurc']:.3f}")
     out.print(f"threshold (confidence) {cv['threshold']:.3f} = score {res['threshold_score']:.2f} for {target}; "
@@ -277,7 +278,7 @@ def monitor(
     if html:
         build_monitor_report(res, log.name, html, psi_threshold, min_window)
     if as_json:
-        print(json.dumps(res, allow_nan=True, default=str))
+        print(jsonout.dumps(res))
     else:
         t = Table(title=f"{log.name}: {res['n_lines']} lines, {res['n_bad_lines']} bad")
         for col in ("window", "n", "mean score", "accuracy", "ECE", "PSI", "drift"):
@@ -334,7 +335,7 @@ def score(
     if missing:
         err.print(f"[yellow]{len(missing)} of {len(items)} questions have no prediction (scored as empty)[/yellow]")
     if as_json:
-        print(json.dumps(result))
+        print(jsonout.dumps(result))
     else:
         t = Table(title=f"{dataset}: {predictions}")
         t.add_column("metric")

@@ -21,7 +21,7 @@ from judgegap.data import DATASETS, QAItem, stratified_sample
 from judgegap.errors import JudgegapError
 from judgegap.experiments.base import EXPERIMENTS, RunContext
 from judgegap.experiments.progress import make_progress
-from judgegap.store import Store
+from judgegap.store import Store, jsonout
 
 RESULT_FILES = ("results.jsonl", "summary.json", "report.html")
 
@@ -151,6 +151,6 @@ def write_outputs(store: Store, out: Path, summary: dict[str, Any]) -> None:
 
     store.export_jsonl("records", out / "results.jsonl")
     tmp = out / "summary.json.tmp"
-    tmp.write_text(json.dumps(summary, indent=2, default=str, allow_nan=True))
+    tmp.write_text(jsonout.dumps(summary, indent=2))
     tmp.replace(out / "summary.json")
     build_report(store, summary, out / "report.html")

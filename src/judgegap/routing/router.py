@@ -20,6 +20,7 @@ import numpy as np
 
 from judgegap.errors import JudgegapError
 from judgegap.routing.curves import cross_validated_threshold
+from judgegap.store import jsonout
 
 FORMAT = "judgegap.router/1"
 
@@ -84,7 +85,7 @@ class Router:
         return {"format": FORMAT, **asdict(self)}
 
     def save(self, path: Path | str) -> None:
-        Path(path).write_text(json.dumps(self.to_dict(), indent=2, default=float))
+        Path(path).write_text(jsonout.dumps(self.to_dict(), indent=2, default=float))
 
     @classmethod
     def load(cls, path: Path | str) -> Router:

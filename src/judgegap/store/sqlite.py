@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from judgegap.errors import JudgegapError
+from judgegap.store import jsonout
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS runs (
@@ -234,7 +235,7 @@ class Store:
         tmp = path.with_suffix(path.suffix + ".tmp")
         with tmp.open("w", encoding="utf-8") as fh:
             for r in rows:
-                fh.write(json.dumps(r, ensure_ascii=False, default=str) + "\n")
+                fh.write(jsonout.dumps(r, ensure_ascii=False) + "\n")
                 n += 1
         tmp.replace(path)
         return n
