@@ -137,8 +137,10 @@ def test_attention_experiment_end_to_end(data_dir, tiny_model, tmp_path):
     assert total_g == pytest.approx(1.0, abs=1e-4) and total_j == pytest.approx(1.0, abs=1e-4)
     assert s["spans"]["candidate"]["mean_tokens_judge"] > 0
     assert np.array(s["per_head"]["judge"]).shape == (2, 4, len(SPANS))
+    assert set(s["by_depth"]) == {"lower_half", "upper_half"} and s["by_depth"]["upper_half"]["layers"] == "1-1"
+    assert 0 <= s["heads"]["context"]["share_heads_generate_gt_judge"]["value"] <= 1
     html = (out / "report.html").read_text()
-    assert "where does the model look when it generates" in html
+    assert "where does the model look when it generates" in html and 'id="attention-depth"' in html
     assert list((out / "figures").glob("attention_*.png"))
 
 
@@ -153,3 +155,28 @@ def test_too_long_items_are_counted_not_dropped(data_dir, tiny_model, tmp_path):
     s = run_config(cfg)["experiments"]["attention"]
     assert s["n_skipped"] == {"squad2 · tiny": 3} and s["datasets"] == {}
     assert "Skipped (judge prompt longer" in (tmp_path / "o" / "report.html").read_text()
+
+
+def test_depth_and_head_summaries_on_planted_masses():
+    """Planted: context mass 4x higher in generate mode in the upper 2 of 4 layers only, and in
+    3 of the 4 heads there; the summaries must find exactly that."""
+    from judgegap.experiments.attention import summarize_attention
+
+    rng = np.random.default_rng(0)
+    k = SPANS.index("context")
+    recs = []
+    for i in range(30):
+        g = np.full((4, 4, len(SPANS)), 0.1) * rng.uniform(0.9, 1.1, (4, 4, len(SPANS)))
+        j = g.copy()
+        g[2:, :3, k] *= 4.0
+        recs.append({"dataset": "d", "model": "m", "item_id": str(i), "generate": g.tolist(), "judge": j.tolist(),
+                     "tokens_generate": dict.fromkeys(SPANS, 5), "tokens_judge": dict.fromkeys(SPANS, 5),
+                     "correct": i % 2, "verdict_correct": 1, "peak_rss_mib": 1.0})
+    r = summarize_attention(recs, {"n_resamples": 200, "seed": 0})["datasets"]["d"]["m"]
+    assert r["by_depth"]["lower_half"]["context"]["value"] == pytest.approx(1.0, abs=0.02)
+    assert r["by_depth"]["upper_half"]["context"]["value"] == pytest.approx((3 * 4 + 1) / 4, rel=0.03)
+    heads = r["heads"]["context"]
+    assert heads["n_heads"] == 16
+    assert heads["share_heads_ratio_ge_3"]["value"] == pytest.approx(6 / 16)
+    assert heads["median_head_ratio"]["value"] == pytest.approx(1.0, abs=0.05)  # 10 of 16 heads unchanged
+    assert r["heads"]["candidate"]["share_heads_ratio_ge_3"]["value"] == 0.0

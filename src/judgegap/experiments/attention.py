@@ -200,12 +200,56 @@ def summarize_attention(recs: list[dict[str, Any]], kw: dict[str, Any]) -> dict[
                 if ix.sum() >= 2:
                     res[f"by_{split}"][str(val)] = {s: {"n": int(ix.sum()), "ratio": _ratio(
                         g_item[ix, k], j_item[ix, k], kw)} for k, s in enumerate(SPANS) if s in ("context", "candidate")}
+        res["by_depth"] = _by_depth(G, J, kw)
+        res["heads"] = _head_ratios(G, J, kw)
         res["per_layer"] = {"generate": G.mean((0, 2)).tolist(), "judge": J.mean((0, 2)).tolist()}  # layers x spans
         res["per_head"] = {"generate": G.mean(0).tolist(), "judge": J.mean(0).tolist()}  # layers x heads x spans
         res["agreement_with_seed"] = {s: _seed_agreement(res["spans"][s]["ratio_generate_over_judge"])
                                       for s in ("context", "candidate")}
         out["datasets"].setdefault(ds, {})[m] = res
     return est_dict(out)
+
+
+KEY_SPANS = ("context", "candidate")
+
+
+def _by_depth(G: np.ndarray, J: np.ndarray, kw: dict[str, Any]) -> dict[str, Any]:
+    """The ratio in the lower and upper half of the layers: a whole-model mean can hide a drop
+    that happens only in the layers nearer the output."""
+    h = G.shape[1] // 2
+    out: dict[str, Any] = {}
+    for name, sl in (("lower_half", slice(0, h)), ("upper_half", slice(h, None))):
+        g, j = G[:, sl].mean((1, 2)), J[:, sl].mean((1, 2))
+        layers = range(G.shape[1])[sl]
+        out[name] = {"layers": f"{layers[0]}-{layers[-1]}",
+                     **{s: _ratio(g[:, SPANS.index(s)], j[:, SPANS.index(s)], kw) for s in KEY_SPANS}}
+    return out
+
+
+def _head_ratios(G: np.ndarray, J: np.ndarray, kw: dict[str, Any]) -> dict[str, Any]:
+    """Per-head view: the mean-over-heads ratio is dominated by the few heads with most mass
+    (often sink-like heads that look at the same tokens in both modes); the median head's
+    ratio and the share of heads whose mass drops say how widespread the drop is."""
+    out: dict[str, Any] = {}
+    for s in KEY_SPANS:
+        k = SPANS.index(s)
+        g, j = G[..., k].reshape(len(G), -1), J[..., k].reshape(len(J), -1)  # items x (layers*heads)
+
+        def head_ratio(ix: np.ndarray, g=g, j=j) -> np.ndarray:
+            gm, jm = g[ix].mean(0), j[ix].mean(0)
+            return gm[jm > 0] / jm[jm > 0]
+
+        def ci(stat: Any, head_ratio=head_ratio, n=len(g)) -> dict[str, Any]:
+            def of_items(ix: np.ndarray) -> float:
+                r = head_ratio(ix)
+                return float(stat(r)) if r.size else float("nan")
+            return bootstrap_indices(of_items, n, **kw).to_dict()
+
+        out[s] = {"median_head_ratio": ci(np.median),
+                  "share_heads_generate_gt_judge": ci(lambda r: float(np.mean(r > 1))),
+                  "share_heads_ratio_ge_3": ci(lambda r: float(np.mean(r >= SEED_RANGE[0]))),
+                  "n_heads": int(g.shape[1])}
+    return out
 
 
 def _seed_agreement(r: dict[str, Any]) -> str:
