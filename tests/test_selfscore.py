@@ -247,6 +247,8 @@ def test_selfscore_experiment_end_to_end_on_tiny_models(data_dir, tiny_model, tm
     assert set(r["vs_judges"]) == {"plain"}
     topk = [r["vs_judges"]["plain"]["top_k_agreement"][str(k)]["value"] for k in range(1, 6)]
     assert topk == sorted(topk) and 0 <= topk[0] <= topk[-1] <= 1  # top-k agreement grows with k
+    shuffled = [r["vs_judges"]["plain"]["top_k_agreement_shuffled"][str(k)]["value"] for k in range(1, 6)]
+    assert shuffled == sorted(shuffled) and 0 <= shuffled[0] <= shuffled[-1] <= 1
     assert set(r["routing"]["targets"]) == {"0.5", "0.7", "0.9"}
     assert s["comparison"]["squad2"]["n"] == 12
     html = (out / "report.html").read_text()
@@ -282,6 +284,13 @@ def test_pooled_summary_and_a_judge_that_scored_one_dataset_only():
     assert pooled["vs_judges"]["j"]["n"] == 40
     assert pooled["vs_judges"]["j"]["calibration"]["auroc"]["value"] == pytest.approx(
         b["vs_judges"]["j"]["calibration"]["auroc"]["value"])
+    # top-k against a judge whose score is 1 or 10: the shuffled baseline is exact, from its score shares
+    v = pooled["vs_judges"]["j"]
+    rb = [r for r in recs if r["dataset"] == "b"]
+    share10 = np.mean([r["correct"] for r in rb])
+    want = np.mean([share10 * (10 in r["scores"]["m"]["top5"][:3]) + (1 - share10) * (1 in r["scores"]["m"]["top5"][:3])
+                    for r in rb])
+    assert v["top_k_agreement_shuffled"]["3"]["value"] == pytest.approx(want)
     # this judge says 10 exactly when the answer is right: the two references agree perfectly
     assert pooled["vs_judges"]["j"]["reference_agreement"]["accuracy"]["value"] == 1.0
 

@@ -170,11 +170,17 @@ def _summarize_group(rs: list[dict[str, Any]], m: str, p: SelfScoreParams, kw: d
         arg_j = [r["scores"][j]["argmax"] for r in rj]
         top5 = [r["scores"][m]["top5"] for r in rj]
         topk = {str(k): mean_ci([float(a in t[:k]) for a, t in zip(arg_j, top5)], **kw) for k in range(1, 6)}
+        # the same agreement if the judge's scores were shuffled across items (exact expectation): when
+        # both models put nearly every answer at "1", high top-k agreement says nothing about the item
+        marg = np.bincount(arg_j, minlength=11)[1:] / len(arg_j)
+        chance = {str(k): mean_ci([float(sum(marg[s - 1] for s in t[:k])) for t in top5], **kw)
+                  for k in range(1, 6)}
         yi, yji = y[has].astype(int), yj.astype(int)
         res["vs_judges"][j] = {
             "n": len(rj),
             "calibration": calibration_report(yj, conf[has], p.n_bins, score=e_self[has], reference_score=e_j, **kw),
             "top_k_agreement": topk,
+            "top_k_agreement_shuffled": chance,
             "reference_agreement": {
                 "accuracy": mean_ci((yi == yji).astype(float), **kw),
                 "kappa": bootstrap_indices(lambda i: cohen_kappa(yi[i], yji[i], 2), len(yi), **kw),
