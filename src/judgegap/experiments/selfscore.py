@@ -137,6 +137,9 @@ def summarize_selfscore(recs: list[dict[str, Any]], p: SelfScoreParams, kw: dict
         pair = p.compare or model_order[:2]
         out["comparison"] = {ds: _compare(by, ds, pair[0], pair[1], kw) for ds in sorted({d for d, _ in by})
                              if (ds, pair[0]) in by and (ds, pair[1]) in by}
+        out["comparison_pair"] = ("set by compare: [base, tuned]" if p.compare else
+                                  "no compare: set in the config, so the first two configured models are shown as"
+                                  " 'base' and 'tuned'")
     return est_dict(out)
 
 

@@ -30,4 +30,5 @@ def selfscore_view(summ: dict[str, Any]) -> dict[str, Any]:
                                           " error 1)", "escalation rate", "expected cost per item", ylim=None)),
         })
     return {"rows": rows, "figs": figs, "comparison": summ.get("comparison", {}),
+            "comparison_pair": summ.get("comparison_pair", ""),
             "scale": summ.get("score_scale", "")}
