@@ -154,12 +154,12 @@ def test_kill_9_then_resume_with_the_openai_backend(httpserver, tmp_path, data_d
     def slow(req):
         body = json.loads(req.data)
         seen.append(json.dumps(body, sort_keys=True))
-        time.sleep(0.05)
+        time.sleep(0.03)
         return _ok(body)
 
     httpserver.expect_request("/v1/completions").respond_with_handler(slow)
     cfg = {"name": "resume", "output_dir": str(tmp_path / "out"), "data_dir": str(data_dir),
-           "datasets": [{"name": "squad2", "n": 60}],
+           "datasets": [{"name": "squad2", "n": 30}],
            "models": [{"name": "srv", "backend": "openai", "model": "m", "base_url": httpserver.url_for("/v1"),
                        "concurrency": 1}],
            "experiments": ["asymmetry"]}

@@ -71,7 +71,7 @@ def _count(db: Path) -> int:
 
 
 def test_kill_9_then_resume_repeats_no_completed_call(tmp_path, tiny_model, data_dir):
-    cfg = _config(tmp_path, tiny_model, data_dir, n=60)
+    cfg = _config(tmp_path, tiny_model, data_dir, n=30)
     db = tmp_path / "out" / "judgegap.sqlite"
     proc = subprocess.Popen([sys.executable, "-m", "judgegap.cli", "run", str(cfg)],
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
