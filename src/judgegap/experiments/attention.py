@@ -234,22 +234,20 @@ def _head_ratios(G: np.ndarray, J: np.ndarray, kw: dict[str, Any]) -> dict[str, 
     for s in KEY_SPANS:
         k = SPANS.index(s)
         g, j = G[..., k].reshape(len(G), -1), J[..., k].reshape(len(J), -1)  # items x (layers*heads)
-
-        def head_ratio(ix: np.ndarray, g=g, j=j) -> np.ndarray:
-            gm, jm = g[ix].mean(0), j[ix].mean(0)
-            return gm[jm > 0] / jm[jm > 0]
-
-        def ci(stat: Any, head_ratio=head_ratio, n=len(g)) -> dict[str, Any]:
-            def of_items(ix: np.ndarray) -> float:
-                r = head_ratio(ix)
-                return float(stat(r)) if r.size else float("nan")
-            return bootstrap_indices(of_items, n, **kw).to_dict()
-
-        out[s] = {"median_head_ratio": ci(np.median),
-                  "share_heads_generate_gt_judge": ci(lambda r: float(np.mean(r > 1))),
-                  "share_heads_ratio_ge_3": ci(lambda r: float(np.mean(r >= SEED_RANGE[0]))),
+        out[s] = {"median_head_ratio": _head_stat_ci(g, j, np.median, kw),
+                  "share_heads_generate_gt_judge": _head_stat_ci(g, j, lambda r: np.mean(r > 1), kw),
+                  "share_heads_ratio_ge_3": _head_stat_ci(g, j, lambda r: np.mean(r >= SEED_RANGE[0]), kw),
                   "n_heads": int(g.shape[1])}
     return out
+
+
+def _head_stat_ci(g: np.ndarray, j: np.ndarray, stat: Any, kw: dict[str, Any]) -> dict[str, Any]:
+    """CI over items of ``stat`` applied to the per-head ratios of mean mass (items x heads in)."""
+    def of_items(ix: np.ndarray) -> float:
+        gm, jm = g[ix].mean(0), j[ix].mean(0)
+        r = gm[jm > 0] / jm[jm > 0]
+        return float(stat(r)) if r.size else float("nan")
+    return bootstrap_indices(of_items, len(g), **kw).to_dict()
 
 
 def _seed_agreement(r: dict[str, Any]) -> str:

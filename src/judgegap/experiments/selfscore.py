@@ -167,7 +167,7 @@ def _summarize_group(rs: list[dict[str, Any]], m: str, p: SelfScoreParams, kw: d
     res["vs_judges"] = {}
     for j in sorted({k for r in rs for k in r["scores"]} - {m}):
         has = np.array([j in r["scores"] for r in rs])  # a judge may have scored only some datasets
-        rj = [r for r in rs if j in r["scores"]]
+        rj = [r for r, h in zip(rs, has) if h]
         e_j = np.array([r["scores"][j]["expected"] for r in rj])
         yj = (np.array([to_confidence(x) for x in e_j]) >= p.judge_threshold).astype(float)
         arg_j = [r["scores"][j]["argmax"] for r in rj]
