@@ -10,6 +10,7 @@ from typing import Any, Optional
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from judgegap.errors import JudgegapError
@@ -300,17 +301,23 @@ def report(output_dir: Path = typer.Argument(..., help="a run's output dir")) ->
     """Rebuild summary.json and report.html from the store, without calling any model."""
     from judgegap.experiments.runner import summarize_store, write_outputs
     from judgegap.store import Store
+    from judgegap.store.rundir import RunLock
 
     if not (output_dir / Store.FILENAME).is_file():
         raise JudgegapError(f"no results store in {output_dir} (expected {output_dir / Store.FILENAME})")
-    store = Store.in_dir(output_dir)
-    summary = summarize_store(store)
-    last = store.last_run()
-    if last and last.get("summary"):
-        summary["run"] = last["summary"].get("run")
-    write_outputs(store, output_dir, summary)
+    with RunLock(output_dir, "report"):
+        store = Store.in_dir(output_dir)
+        store.mark_stale_runs()  # we hold the lock: a run still marked 'running' was killed
+        summary = summarize_store(store)
+        last = store.last_run()
+        if last and last.get("summary"):
+            summary["run"] = last["summary"].get("run")
+        write_outputs(store, output_dir, summary)
     print_summary(summary)
-    out.print(f"report rebuilt: {output_dir / 'report.html'}")
+    rs = summary.get("run_status", {})
+    if not rs.get("complete", True):
+        err.print(f"[yellow]warning: {escape(rs['note'])}[/yellow]")
+    out.print(f"report rebuilt: {escape(str(output_dir / 'report.html'))}")
 
 
 @app.command()

@@ -21,19 +21,10 @@ from pathlib import Path
 from typing import Any
 
 from judgegap.backends.base import BACKENDS, Backend, Capabilities, ChatPrompt, Completion, GenRequest
-from judgegap.backends.models import BUILTIN_MODELS, converted_dir, file_fingerprint, resolve_builtin
+from judgegap.backends.models import BUILTIN_MODELS, check_gguf, converted_dir, resolve_builtin, resolve_model_ref
 from judgegap.errors import BackendError
 
 MIN_SHARED_PREFIX = 16
-
-
-def _check_gguf(path: Path) -> None:
-    if not path.is_file():
-        raise BackendError(f"model file not found: {path}")
-    with path.open("rb") as fh:
-        magic = fh.read(4)
-    if magic != b"GGUF":
-        raise BackendError(f"{path} is not a GGUF file (bad magic bytes {magic!r})")
 
 
 def _forget_gguf_quantizer(model: Any) -> None:
@@ -99,7 +90,7 @@ def load_tokenizer(ref: str):
             return AutoTokenizer.from_pretrained(gp.parent, gguf_file=gp.name)
         p = Path(ref).expanduser()
         if p.suffix == ".gguf":
-            _check_gguf(p)
+            check_gguf(p)
             return AutoTokenizer.from_pretrained(p.parent, gguf_file=p.name)
         return AutoTokenizer.from_pretrained(ref, local_files_only=p.is_dir())
     except BackendError:
@@ -149,28 +140,7 @@ class HFBackend(Backend):
 
     # -- loading ----------------------------------------------------------------
     def _resolve(self, model: str, gguf_file: str | None) -> tuple[dict[str, str], str]:
-        if model in BUILTIN_MODELS:
-            path = resolve_builtin(model)
-            return {"kind": "gguf", "path": str(path)}, file_fingerprint(path)
-        p = Path(model).expanduser()
-        if gguf_file:
-            path = p / gguf_file if p.is_dir() else Path(gguf_file)
-            _check_gguf(path)
-            return {"kind": "gguf", "path": str(path)}, file_fingerprint(path)
-        if p.suffix == ".gguf" or (p.is_file() and not p.is_dir()):
-            _check_gguf(p)
-            return {"kind": "gguf", "path": str(p)}, file_fingerprint(p)
-        if p.is_dir():
-            if not (p / "config.json").is_file():
-                raise BackendError(f"{p} is not a Hugging Face model folder (no config.json)")
-            weights = sorted(p.glob("*.safetensors")) + sorted(p.glob("*.bin"))
-            fp = file_fingerprint(weights[0]) if weights else "noweights"
-            return {"kind": "dir", "path": str(p)}, fp
-        if model.count("/") == 1 and not model.startswith((".", "/")):
-            return {"kind": "hub", "path": model}, model
-        known = ", ".join(BUILTIN_MODELS)
-        raise BackendError(f"unknown model {model!r}: not a built-in name ({known}), a local folder, a .gguf file "
-                           "or a hub id")
+        return resolve_model_ref(model, gguf_file)
 
     def _load(self):
         from transformers import AutoModelForCausalLM, AutoTokenizer

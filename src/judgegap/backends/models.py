@@ -116,3 +116,41 @@ def file_fingerprint(path: Path) -> str:
             fh.seek(-(4 << 20), os.SEEK_END)
             h.update(fh.read())
     return h.hexdigest()[:16]
+
+
+def check_gguf(path: Path) -> None:
+    """A readable file that starts with the GGUF magic bytes, else one clear error."""
+    if not path.is_file():
+        raise BackendError(f"model file not found: {path}")
+    with path.open("rb") as fh:
+        magic = fh.read(4)
+    if magic != b"GGUF":
+        raise BackendError(f"{path} is not a GGUF file (bad magic bytes {magic!r})")
+
+
+def resolve_model_ref(model: str, gguf_file: str | None = None) -> tuple[dict[str, str], str]:
+    """({kind, path}, content fingerprint) of a model reference, without loading anything.
+
+    Runs at config time, so an unknown name or a missing file fails before a store exists."""
+    if model in BUILTIN_MODELS:
+        path = resolve_builtin(model)
+        return {"kind": "gguf", "path": str(path)}, file_fingerprint(path)
+    p = Path(model).expanduser()
+    if gguf_file:
+        path = p / gguf_file if p.is_dir() else Path(gguf_file)
+        check_gguf(path)
+        return {"kind": "gguf", "path": str(path)}, file_fingerprint(path)
+    if p.suffix == ".gguf" or (p.is_file() and not p.is_dir()):
+        check_gguf(p)
+        return {"kind": "gguf", "path": str(p)}, file_fingerprint(p)
+    if p.is_dir():
+        if not (p / "config.json").is_file():
+            raise BackendError(f"{p} is not a Hugging Face model folder (no config.json)")
+        weights = sorted(p.glob("*.safetensors")) + sorted(p.glob("*.bin"))
+        fp = file_fingerprint(weights[0]) if weights else "noweights"
+        return {"kind": "dir", "path": str(p)}, fp
+    if model.count("/") == 1 and not model.startswith((".", "/")):
+        return {"kind": "hub", "path": model}, model
+    known = ", ".join(BUILTIN_MODELS)
+    raise BackendError(f"unknown model {model!r}: not a built-in name ({known}), a local folder, a .gguf file "
+                       "or a hub id")

@@ -84,15 +84,34 @@ def wrong_candidate(item: QAItem, siblings: list[QAItem], metric: str, threshold
     return _random_window(item, rng, metric, threshold)
 
 
+def gold_candidate(item: QAItem, metric: str, threshold: float) -> str | None:
+    """The first gold answer that the official metric itself scores correct as ONE string.
+
+    A multi-span DROP answer joined into one string is not (the official script never
+    splits a string: "Brady, Palmer" scores F1 0.33 against the spans Brady / Palmer), so
+    such an item has no gold candidate unless a validated answer is a single span."""
+    if not item.answerable or not item.answers:
+        return ABSTAIN_TEXT
+    for a in item.answers:
+        if score_item(metric, clean_answer(a), item)[1] >= threshold:
+            return a
+    return None
+
+
 def balanced_candidates(items: list[QAItem], metric: str, threshold: float, seed: int) -> dict[str, list[tuple[str, str]]]:
-    """item id -> [("gold", text), ("wrong_span", text)] (wrong omitted if none found)."""
+    """item id -> [("gold", text), ("wrong_span", text)] (wrong omitted if none found; an item
+    without a gold answer the official metric accepts as one string gets no candidates)."""
     by_context: dict[str, list[QAItem]] = defaultdict(list)
     for it in items:
         by_context[it.context].append(it)
     out: dict[str, list[tuple[str, str]]] = {}
     for it in items:
         rng = random.Random(f"{seed}:{it.id}")
-        cands = [("gold", it.answers[0] if it.answerable and it.answers else ABSTAIN_TEXT)]
+        gold = gold_candidate(it, metric, threshold)
+        if gold is None:
+            out[it.id] = []
+            continue
+        cands = [("gold", gold)]
         w = wrong_candidate(it, by_context[it.context], metric, threshold, rng)
         if w is not None:
             cands.append(("wrong_span", w))

@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import os
 import platform
-import shutil
 import subprocess
 import time
 from importlib import metadata as md
@@ -13,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from rich.console import Console
+from rich.markup import escape
 
 from judgegap import __version__
 from judgegap.backends import CachedBackend, make_backend
@@ -22,8 +22,10 @@ from judgegap.errors import JudgegapError
 from judgegap.experiments.base import EXPERIMENTS, RunContext
 from judgegap.experiments.progress import make_progress
 from judgegap.store import Store, jsonout
+from judgegap.store.rundir import (RESULT_FILES, RunLock, config_diff, config_hash, foreign_result_files,  # noqa: F401
+                                   is_locked, record_written, remove_written)
 
-RESULT_FILES = ("results.jsonl", "summary.json", "report.html")
+SUMMARY_SCHEMA_VERSION = 2
 
 
 def environment() -> dict[str, Any]:
@@ -60,16 +62,37 @@ def load_items(cfg: RunConfig, ds: DatasetConfig) -> tuple[list[Any], list[Any]]
     return items, pool
 
 
-def prepare_output_dir(out: Path, resume: bool, overwrite: bool) -> None:
+def prepare_output_dir(out: Path, resume: bool, overwrite: bool, config: dict[str, Any]) -> None:
+    """Decide, under the directory's lock, whether this run may write to ``out``.
+
+    Refuses (one line, nothing touched): a directory holding a run without --resume or
+    --overwrite; --resume with no run to resume, or with a config whose result-changing
+    fields differ (they are named); result files judgegap did not write."""
+    if resume and overwrite:
+        raise JudgegapError("--resume and --overwrite contradict each other: pick one")
     store_file = out / Store.FILENAME
     if store_file.exists() and not (resume or overwrite):
-        raise JudgegapError(f"{out} already holds a run: use --resume to continue it or --overwrite to start over")
-    if overwrite and out.exists():
-        for name in (Store.FILENAME, Store.FILENAME + "-wal", Store.FILENAME + "-shm", *RESULT_FILES):
-            (out / name).unlink(missing_ok=True)
-        shutil.rmtree(out / "figures", ignore_errors=True)
+        raise JudgegapError(f"{out} already holds a run: use --resume to continue it, --overwrite to start over,"
+                            " or -o DIR for a new run")
+    if resume:
+        if not store_file.exists():
+            raise JudgegapError(f"--resume: {out} holds no judgegap run to resume; run without --resume to start"
+                                " one")
+        last = Store(store_file).last_run()
+        if last is None:
+            raise JudgegapError(f"--resume: {store_file} holds no run to resume; use --overwrite to start over")
+        changed = config_diff(last["config"], config)
+        if changed:
+            shown = "; ".join(changed[:6]) + (f"; and {len(changed) - 6} more" if len(changed) > 6 else "")
+            raise JudgegapError(f"--resume: the config changed since the run in {out} started ({shown}); use"
+                                " --overwrite to discard that run or -o DIR for a new one")
+    foreign = foreign_result_files(out)
+    if foreign and not store_file.exists():
+        raise JudgegapError(f"{out} holds files judgegap did not write ({', '.join(foreign)}) that a run would"
+                            " replace; choose another -o DIR")
+    if overwrite and store_file.exists():
+        remove_written(out, Store.FILENAME)
     try:
-        out.mkdir(parents=True, exist_ok=True)
         probe = out / f".write-test-{os.getpid()}"
         probe.write_text("ok")
         probe.unlink()
@@ -77,30 +100,45 @@ def prepare_output_dir(out: Path, resume: bool, overwrite: bool) -> None:
         raise JudgegapError(f"output dir is not writable: {out} ({exc.strerror or exc})") from None
 
 
+def load_all(cfg: RunConfig) -> tuple[dict[str, list[Any]], dict[str, list[Any]], dict[str, str]]:
+    """Every configured dataset, loaded and validated before anything is written."""
+    datasets: dict[str, list[Any]] = {}
+    pools: dict[str, list[Any]] = {}
+    metrics: dict[str, str] = {}
+    for ds in cfg.datasets:
+        datasets[ds.name], pools[ds.name] = load_items(cfg, ds)
+        metrics[ds.name] = DATASETS.get(ds.name).metric
+    return datasets, pools, metrics
+
+
 def run_config(cfg: RunConfig, resume: bool = False, overwrite: bool = False,
                console: Console | None = None) -> dict[str, Any]:
     console = console or Console(stderr=True)
-    datasets: dict[str, list[QAItem]] = {}
-    pools: dict[str, list[QAItem]] = {}
-    metrics: dict[str, str] = {}
-    for ds in cfg.datasets:  # validate all input before writing anything
-        datasets[ds.name], pools[ds.name] = load_items(cfg, ds)
-        metrics[ds.name] = DATASETS.get(ds.name).metric
+    datasets, pools, metrics = load_all(cfg)  # validate all input before writing anything
+    check_models(cfg)
     out = Path(cfg.output_dir)
-    prepare_output_dir(out, resume, overwrite)
-    store = Store.in_dir(out)
     config_dict = json.loads(cfg.model_dump_json())
-    store.start_run(cfg.name, config_dict, environment(), cfg.seed)
+    with RunLock(out, "run"):
+        prepare_output_dir(out, resume, overwrite, config_dict)
+        return _run_locked(cfg, out, config_dict, datasets, pools, metrics, console)
+
+
+def _run_locked(cfg: RunConfig, out: Path, config_dict: dict[str, Any], datasets: dict[str, list[Any]],
+                pools: dict[str, list[Any]], metrics: dict[str, str], console: Console) -> dict[str, Any]:
+    store = Store.in_dir(out)
+    record_written(out, [out / Store.FILENAME])
+    store.mark_stale_runs()
+    store.start_run(cfg.name, config_dict, environment(), cfg.seed, config_hash(config_dict))
     backends: dict[str, CachedBackend] = {}
     model_cfgs = {m.name: m for m in cfg.models}
 
     def factory(name: str) -> CachedBackend:
         if name not in backends:
             mc = model_cfgs[name]
-            console.print(f"[dim]loading model {name} ({mc.backend}: {mc.model})...[/dim]")
+            console.print(f"[dim]loading model {escape(name)} ({escape(mc.backend)}: {escape(mc.model)})...[/dim]")
             t0 = time.perf_counter()
             backends[name] = CachedBackend(make_backend(mc), store, label=name)
-            console.print(f"[dim]loaded {name} in {time.perf_counter() - t0:.1f}s[/dim]")
+            console.print(f"[dim]loaded {escape(name)} in {time.perf_counter() - t0:.1f}s[/dim]")
         return backends[name]
 
     t_start = time.perf_counter()
@@ -126,6 +164,7 @@ def run_config(cfg: RunConfig, resume: bool = False, overwrite: bool = False,
             store.finish_run(status, {"run": run_stats})
         for b in backends.values():
             b.backend.close()
+    store.finish_run("completed", None)
     summary = summarize_store(store)
     summary["run"] = run_stats
     write_outputs(store, out, summary)
@@ -134,13 +173,43 @@ def run_config(cfg: RunConfig, resume: bool = False, overwrite: bool = False,
     return summary
 
 
+def check_models(cfg: RunConfig) -> None:
+    """Resolve every built-in model name / local path before the store is created."""
+    from judgegap.backends.models import resolve_model_ref
+
+    for i, m in enumerate(cfg.models):
+        if m.backend in ("hf", "llamacpp"):
+            try:
+                resolve_model_ref(m.model, m.gguf_file)
+            except JudgegapError as exc:
+                raise JudgegapError(f"models[{i}] ({m.name}): {exc}") from None
+
+
+def run_status(store: Store, out: Path) -> dict[str, Any]:
+    """Whether the stored run finished: completed, running (another process), interrupted or failed."""
+    last = store.last_run()
+    status = last["status"] if last else "none"
+    if status == "running" and not is_locked(out):
+        status = "interrupted"
+    notes = {"completed": "the run completed",
+             "running": "the run is still in progress: numbers cover the items finished so far",
+             "interrupted": "the run was interrupted before it finished (killed or stopped): numbers cover only the"
+                            " items finished before that; rerun with --resume to complete it",
+             "failed": "the run failed before it finished: numbers cover only the items finished before the"
+                       " error; fix the cause and rerun with --resume",
+             "none": "no run"}
+    return {"status": status, "complete": status == "completed", "note": notes.get(status, status)}
+
+
 def summarize_store(store: Store) -> dict[str, Any]:
     """Recompute every experiment's summary from stored records (no model calls)."""
     run = store.last_run()
     if run is None:
         raise JudgegapError(f"{store.path}: the store holds no run")
     config = run["config"]
-    summary: dict[str, Any] = {"name": config.get("name"), "config": config, "env": run["env"], "experiments": {}}
+    summary: dict[str, Any] = {"schema_version": SUMMARY_SCHEMA_VERSION, "name": config.get("name"),
+                               "run_status": run_status(store, store.path.parent), "config": config,
+                               "env": run["env"], "experiments": {}}
     for exp in config.get("experiments", []):
         summary["experiments"][exp["name"]] = EXPERIMENTS.get(exp["name"])().summarize(store, config, exp["params"])
     return summary
@@ -149,8 +218,11 @@ def summarize_store(store: Store) -> dict[str, Any]:
 def write_outputs(store: Store, out: Path, summary: dict[str, Any]) -> None:
     from judgegap.report import build_report
 
+    written = [out / "results.jsonl", out / "summary.json", out / "report.html"]
+    record_written(out, written)  # listed first: a crash mid-write still leaves them ours to remove
     store.export_jsonl("records", out / "results.jsonl")
     tmp = out / "summary.json.tmp"
     tmp.write_text(jsonout.dumps(summary, indent=2))
     tmp.replace(out / "summary.json")
-    build_report(store, summary, out / "report.html")
+    figures = build_report(store, summary, out / "report.html")
+    record_written(out, figures or [])

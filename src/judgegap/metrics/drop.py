@@ -115,13 +115,3 @@ def drop_item_scores(prediction: str | Sequence[str], gold_spans: Sequence[Seque
         em, f1 = get_metrics(prediction, tuple(gold))
         best_em, best_f1 = max(best_em, em), max(best_f1, f1)
     return best_em, best_f1
-
-
-def split_prediction(text: str) -> list[str] | str:
-    """Turn a generated answer into spans: a multi-span DROP answer is a list.
-
-    Models write several spans as "A, B and C" or one per line; a single span or a
-    number stays a plain string.
-    """
-    parts = [p.strip() for p in re.split(r"\n|;|,| and ", text) if p.strip()]
-    return parts if len(parts) > 1 else text.strip()

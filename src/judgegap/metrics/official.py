@@ -1,5 +1,9 @@
 """Score a predictions file the way each dataset's official script does.
 
+Per-item scores come from :func:`judgegap.metrics.qa.score_item` — the same function
+experiments use inside a run — so ``judgegap score`` and a run can never disagree; this
+module only validates the predictions and aggregates.
+
 Output keys follow the official scripts: SQuAD 2.0 ``exact``/``f1``/``total`` with
 ``HasAns_*``/``NoAns_*`` (percentages); DROP ``global_em``/``global_f1`` (fractions);
 HotpotQA ``em``/``f1``/``prec``/``recall`` (+ ``sp_*``/``joint_*`` with supporting
@@ -15,13 +19,34 @@ from typing import Any
 import numpy as np
 
 from judgegap.data.types import QAItem
-from judgegap.metrics.drop import drop_item_scores
-from judgegap.metrics.hotpotqa import f1_score, exact_match_score, sp_scores
-from judgegap.metrics.musique import musique_item_scores, support_f1
-from judgegap.metrics.squad import squad2_eval_dict, squad2_item_scores
+from judgegap.errors import JudgegapError
+from judgegap.metrics.hotpotqa import f1_score, sp_scores
+from judgegap.metrics.musique import support_f1
+from judgegap.metrics.qa import score_item
+from judgegap.metrics.squad import squad2_eval_dict
 
 
-def evaluate_squad2(items: list[QAItem], preds: Mapping[str, str]) -> tuple[dict[str, Any], list[str]]:
+def _kind(v: Any) -> str:
+    return "null" if v is None else {bool: "a boolean", int: "a number", float: "a number", list: "a list",
+                                     dict: "an object"}.get(type(v), type(v).__name__)
+
+
+def check_answer(qid: str, value: Any, allow_spans: bool = False, source: str = "predictions") -> Any:
+    """A prediction as the official scripts accept it, or one clear error naming id and value.
+
+    The official scripts crash on (or silently ``str()``) non-string answers — a JSON ``null``
+    would be scored as the text "None". We refuse instead: "" is how to say "no answer".
+    """
+    if isinstance(value, str):
+        return value
+    if allow_spans and isinstance(value, list) and value and all(isinstance(x, str) for x in value):
+        return value
+    what = "a string or a non-empty list of strings" if allow_spans else "a string"
+    raise JudgegapError(f"{source}: answer for {qid!r} is {_kind(value)} ({str(value)[:40]}); expected {what}"
+                        " (use \"\" for no answer)")
+
+
+def evaluate_squad2(items: list[QAItem], preds: Mapping[str, Any]) -> tuple[dict[str, Any], list[str]]:
     exact: dict[str, float] = {}
     f1: dict[str, float] = {}
     has_ans: dict[str, bool] = {}
@@ -29,7 +54,7 @@ def evaluate_squad2(items: list[QAItem], preds: Mapping[str, str]) -> tuple[dict
     for it in items:
         if it.id not in preds:
             missing.append(it.id)
-        e, f = squad2_item_scores(str(preds.get(it.id, "")), it.answers)
+        e, f = score_item("squad2", check_answer(it.id, preds.get(it.id, "")), it)
         exact[it.id], f1[it.id], has_ans[it.id] = e, f, bool(it.answers)
     return squad2_eval_dict(exact, f1, has_ans), missing
 
@@ -41,7 +66,7 @@ def evaluate_drop(items: list[QAItem], preds: Mapping[str, Any]) -> tuple[dict[s
     for it in items:
         qid = it.metadata.get("query_id", it.id)
         if qid in preds:
-            em, f1 = drop_item_scores(preds[qid], it.gold_spans)
+            em, f1 = score_item("drop", check_answer(qid, preds[qid], allow_spans=True), it)
         else:
             missing.append(qid)
             em, f1 = 0.0, 0.0
@@ -69,8 +94,9 @@ def evaluate_hotpotqa(items: list[QAItem], preds: Mapping[str, Any]) -> tuple[di
     for it in items:
         gold = it.answers[0] if it.answers else ""
         if it.id in answers:
-            f1, prec, rec = f1_score(str(answers[it.id]), gold)
-            em = exact_match_score(str(answers[it.id]), gold)
+            ans = check_answer(it.id, answers[it.id])
+            em, f1 = score_item("hotpotqa", ans, it)
+            _, prec, rec = f1_score(ans, gold)
             m["em"] += em
             m["f1"] += f1
             m["prec"] += prec
@@ -99,16 +125,16 @@ def evaluate_musique(items: list[QAItem], preds: Mapping[str, Any]) -> tuple[dic
     missing = []
     for it in items:
         p = preds.get(it.id)
-        if p is None:
+        if it.id not in preds:
             missing.append(it.id)
             p = {}
-        if isinstance(p, str):
-            p = {"predicted_answer": p}
-        answer = str(p.get("predicted_answer", ""))
+        if not isinstance(p, dict):
+            p = {"predicted_answer": check_answer(it.id, p)}
+        answer = check_answer(it.id, p.get("predicted_answer", ""))
         pred_ans = p.get("predicted_answerable", answer.strip() != "")
         answerability.append(float(bool(pred_ans) == it.answerable))
         if it.answerable:
-            em, f1 = musique_item_scores(answer, it.answers)
+            em, f1 = score_item("musique", answer, it)
             ems.append(em)
             f1s.append(f1)
             if "predicted_support_idxs" in p:

@@ -17,12 +17,14 @@ from judgegap.report.html import b64
 def attention_view(summ: dict[str, Any], fig_dir: Path | None = None) -> dict[str, Any]:
     spans = summ["spans"]
     rows, figs = [], []
+    written: list[Path] = []
     if fig_dir is not None:
         fig_dir.mkdir(parents=True, exist_ok=True)
 
     def keep(name: str, png: bytes) -> str:
         if fig_dir is not None:
             (fig_dir / f"attention_{name}.png").write_bytes(png)
+            written.append(fig_dir / f"attention_{name}.png")
         return b64(png)
 
     for ds, per_model in summ.get("datasets", {}).items():
@@ -57,6 +59,6 @@ def attention_view(summ: dict[str, Any], fig_dir: Path | None = None) -> dict[st
                     cmap="RdBu_r")))
             item["maps"] = maps
             figs.append(item)
-    return {"rows": rows, "figs": figs, "spans": spans, "definitions": summ.get("span_definitions", {}),
+    return {"rows": rows, "figs": figs, "spans": spans, "written": written, "definitions": summ.get("span_definitions", {}),
             "skipped": summ.get("n_skipped", {}),
             "seed_claim": summ.get("seed_claim", "")}

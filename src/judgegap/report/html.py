@@ -85,7 +85,8 @@ def asymmetry_view(store: Store, summ: dict[str, Any]) -> dict[str, Any]:
             "verdict_basis": summ.get("verdict_basis", ""), "f1_threshold": summ.get("f1_threshold")}
 
 
-def build_report(store: Store, summary: dict[str, Any], path: Path) -> None:
+def build_report(store: Store, summary: dict[str, Any], path: Path) -> list[Path]:
+    """Write the HTML report; returns the extra files written (figure PNGs)."""
     exps = summary.get("experiments", {})
     from judgegap.report.pairwise_view import consistency_view, pairwise_view
     from judgegap.report.attention_view import attention_view
@@ -101,3 +102,4 @@ def build_report(store: Store, summary: dict[str, Any], path: Path) -> None:
     tmp = path.with_suffix(".html.tmp")
     tmp.write_text(html, encoding="utf-8")
     tmp.replace(path)
+    return list(view["attention"]["written"]) if view["attention"] else []

@@ -31,7 +31,8 @@ CREATE TABLE IF NOT EXISTS runs (
     seed INTEGER,
     config_json TEXT NOT NULL,
     env_json TEXT NOT NULL,
-    summary_json TEXT
+    summary_json TEXT,
+    config_hash TEXT
 );
 CREATE TABLE IF NOT EXISTS calls (
     key TEXT PRIMARY KEY,
@@ -50,7 +51,8 @@ CREATE TABLE IF NOT EXISTS records (
     kind TEXT NOT NULL,
     record_key TEXT NOT NULL,
     record_json TEXT NOT NULL,
-    PRIMARY KEY (experiment, kind, record_key)
+    scope TEXT NOT NULL DEFAULT '',
+    PRIMARY KEY (scope, experiment, kind, record_key)
 );
 CREATE TABLE IF NOT EXISTS events (
     run_id INTEGER,
@@ -76,20 +78,51 @@ class Store:
 
     FILENAME = "judgegap.sqlite"
 
-    def __init__(self, path: Path | str) -> None:
+    def __init__(self, path: Path | str, check: bool = True) -> None:
         self.path = Path(path)
+        existed = self.path.is_file()
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             self._conn = sqlite3.connect(self.path, check_same_thread=False, timeout=30.0)
+            if existed and check:
+                self._check_integrity()
             self._conn.execute("PRAGMA journal_mode=WAL")
             self._conn.execute("PRAGMA synchronous=NORMAL")
             self._conn.executescript(SCHEMA)
+            self._migrate()
+        except JudgegapError:
+            raise
         except (OSError, sqlite3.Error) as exc:
             raise JudgegapError(f"cannot open results store {self.path}: {exc}") from None
         self._lock = threading.RLock()
         self.run_id: int | None = None
+        self.scope = ""  # the config hash whose records this store reads and writes
         self.hits = 0
         self.misses = 0
+        last = self.last_run() if existed else None
+        if last is not None:
+            self.scope = last.get("config_hash") or ""
+
+    def _check_integrity(self) -> None:
+        """Refuse a damaged file before any work (a model load, a run) starts."""
+        try:
+            rows = self._conn.execute("PRAGMA quick_check").fetchall()
+        except sqlite3.DatabaseError as exc:
+            rows = [(str(exc),)]
+        if rows != [("ok",)]:
+            self._conn.close()
+            detail = "; ".join(str(r[0]) for r in rows[:2])
+            raise JudgegapError(f"{self.path} is damaged ({detail}); move it away and rerun with --overwrite"
+                                " (model calls are cached separately and will be reused)")
+
+    def _migrate(self) -> None:
+        """Stores written before run scoping: add the columns (their records get scope '')."""
+        cols = {r[1] for r in self._conn.execute("PRAGMA table_info(runs)")}
+        if "config_hash" not in cols:
+            self._conn.execute("ALTER TABLE runs ADD COLUMN config_hash TEXT")
+        cols = {r[1] for r in self._conn.execute("PRAGMA table_info(records)")}
+        if "scope" not in cols:
+            self._conn.execute("ALTER TABLE records ADD COLUMN scope TEXT NOT NULL DEFAULT ''")
 
     @classmethod
     def in_dir(cls, output_dir: Path | str) -> Store:
@@ -100,14 +133,25 @@ class Store:
             self._conn.close()
 
     # -- runs ---------------------------------------------------------------
-    def start_run(self, name: str, config: dict[str, Any], env: dict[str, Any], seed: int) -> int:
+    def start_run(self, name: str, config: dict[str, Any], env: dict[str, Any], seed: int,
+                  config_hash: str = "") -> int:
         with self._lock, self._conn:
             cur = self._conn.execute(
-                "INSERT INTO runs(name, started_at, status, seed, config_json, env_json) VALUES (?,?,?,?,?,?)",
-                (name, time.time(), "running", seed, canonical_json(config), canonical_json(env)),
+                "INSERT INTO runs(name, started_at, status, seed, config_json, env_json, config_hash)"
+                " VALUES (?,?,?,?,?,?,?)",
+                (name, time.time(), "running", seed, canonical_json(config), canonical_json(env), config_hash),
             )
         self.run_id = int(cur.lastrowid)
+        self.scope = config_hash
         return self.run_id
+
+    def mark_stale_runs(self) -> int:
+        """Runs left 'running' by a process that died (kill -9, power loss) become 'interrupted'.
+
+        Only call this while holding the run directory's lock: then nobody else is running."""
+        with self._lock, self._conn:
+            cur = self._conn.execute("UPDATE runs SET status='interrupted' WHERE status='running'")
+        return cur.rowcount
 
     def finish_run(self, status: str, summary: dict[str, Any] | None = None) -> None:
         if self.run_id is None:
@@ -121,13 +165,13 @@ class Store:
     def runs(self) -> list[dict[str, Any]]:
         with self._lock:
             rows = self._conn.execute(
-                "SELECT run_id, name, started_at, finished_at, status, seed, config_json, env_json, summary_json"
-                " FROM runs ORDER BY run_id").fetchall()
+                "SELECT run_id, name, started_at, finished_at, status, seed, config_json, env_json, summary_json,"
+                " config_hash FROM runs ORDER BY run_id").fetchall()
         out = []
         for r in rows:
             out.append({"run_id": r[0], "name": r[1], "started_at": r[2], "finished_at": r[3], "status": r[4],
                         "seed": r[5], "config": json.loads(r[6]), "env": json.loads(r[7]),
-                        "summary": json.loads(r[8]) if r[8] else None})
+                        "summary": json.loads(r[8]) if r[8] else None, "config_hash": r[9]})
         return out
 
     def last_run(self) -> dict[str, Any] | None:
@@ -193,13 +237,14 @@ class Store:
     def put_records(self, experiment: str, kind: str, records: Iterable[tuple[str, dict[str, Any]]]) -> None:
         with self._lock, self._conn:
             self._conn.executemany(
-                "INSERT OR REPLACE INTO records(run_id, experiment, kind, record_key, record_json) VALUES (?,?,?,?,?)",
-                [(self.run_id or 0, experiment, kind, k, canonical_json(r)) for k, r in records],
+                "INSERT OR REPLACE INTO records(run_id, experiment, kind, record_key, record_json, scope)"
+                " VALUES (?,?,?,?,?,?)",
+                [(self.run_id or 0, experiment, kind, k, canonical_json(r), self.scope) for k, r in records],
             )
 
     def records(self, experiment: str, kind: str | None = None) -> list[dict[str, Any]]:
-        q = "SELECT record_json FROM records WHERE experiment=?"
-        args: tuple[Any, ...] = (experiment,)
+        q = "SELECT record_json FROM records WHERE scope=? AND experiment=?"
+        args: tuple[Any, ...] = (self.scope, experiment)
         if kind:
             q += " AND kind=?"
             args += (kind,)
@@ -216,7 +261,8 @@ class Store:
             return pd.DataFrame(self.runs())
         if table == "records":
             with self._lock:
-                rows = self._conn.execute("SELECT experiment, kind, record_json FROM records").fetchall()
+                rows = self._conn.execute("SELECT experiment, kind, record_json FROM records WHERE scope=?",
+                                          (self.scope,)).fetchall()
             return pd.json_normalize([{"experiment": e, "kind": k, **json.loads(j)} for e, k, j in rows],
                                      max_level=0)
         raise JudgegapError(f"unknown table {table!r} (calls, runs, records)")
@@ -229,7 +275,8 @@ class Store:
             rows = self.runs()
         else:
             with self._lock:
-                raw = self._conn.execute("SELECT experiment, kind, record_json FROM records ORDER BY rowid").fetchall()
+                raw = self._conn.execute("SELECT experiment, kind, record_json FROM records WHERE scope=?"
+                                         " ORDER BY rowid", (self.scope,)).fetchall()
             rows = ({"experiment": e, "kind": k, **json.loads(j)} for e, k, j in raw)
         n = 0
         tmp = path.with_suffix(path.suffix + ".tmp")
