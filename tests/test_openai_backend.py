@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import math
 import json
 import socket
 import threading
@@ -69,14 +70,14 @@ def test_retries_recover_from_every_fault(httpserver):
     server = FaultyServer()
     httpserver.expect_request("/v1/completions").respond_with_handler(server)
     be = OpenAIBackend("m", base_url=httpserver.url_for("/v1"), timeout_s=0.5, backoff_base_s=0.01,
-                       concurrency=4)
+                       concurrency=4, echo=False)
     outs = be.generate([GenRequest(p, max_new_tokens=4) for p in _prompts()])
     assert all(o.text.startswith(" answer") for o in outs)
     scores = be.score_choices(_prompts(), [" Yes", " No", " Maybe"])
     assert all(s[1] == -1.1 and s[2] == float("-inf") for s in scores)
     # a slow reply can also time out requests queued behind it, so retries >= injected faults
     assert be.retries >= server.faults > 0 and sum(be.failures.values()) == be.retries
-    assert set(be.failures) <= {"http_429", "http_500", "malformed_json", "timeout"}
+    assert set(be.failures) <= {"http_429", "http_500", "malformed_reply", "timeout"}
 
 
 def test_run_against_fault_server_accounts_for_every_item(httpserver, tmp_path, data_dir):
@@ -139,7 +140,7 @@ def test_logprobs_false_is_rejected_at_config_time(tmp_path, data_dir):
            "experiments": ["asymmetry"]}
     (tmp_path / "c.yaml").write_text(yaml.safe_dump(cfg))
     p = run_cli("run", str(tmp_path / "c.yaml"))
-    assert p.returncode == 2 and "logprobs: false" in p.stderr
+    assert p.returncode == 2 and "needs log-probabilities" in p.stderr and "model srv (backend openai)" in p.stderr
 
 
 def test_kill_9_then_resume_with_the_openai_backend(httpserver, tmp_path, data_dir):
@@ -191,3 +192,68 @@ def test_kill_9_then_resume_with_the_openai_backend(httpserver, tmp_path, data_d
         total = c.execute("SELECT COUNT(*) FROM calls").fetchone()[0]
     # the resumed run sent exactly the calls that were not stored before the kill
     assert len(seen) - n_before == total - len(done)
+
+
+# -- defect: a self-score of 1 read as 10 through a server (score_choices from top_logprobs) --------------
+
+_FIRST = {" 1": math.log(0.90), " 2": math.log(0.05), " 8": math.log(0.05)}
+
+
+def _score_server(echo: bool):
+    """Top tokens " 1" 0.90, " 2" 0.05, " 8" 0.05; after " 1" the token "0" has probability 0.01.
+
+    With ``echo`` the server returns prompt tokens with log-probs and text offsets as vLLM and
+    llama-cpp-python do: the prompt (one token here), then " 1" + "0" for " 10"."""
+    def handler(req: Request) -> Response:
+        body = json.loads(req.data)
+        prompt = body["prompt"]
+        if echo and body.get("echo"):
+            cut = prompt.index("Score:") + len("Score:")
+            head, choice = prompt[:cut], prompt[cut:]
+            toks, lps, offs = [head], [None], [0]
+            pieces = [choice] if choice in _FIRST else ([" 1", "0"] if choice == " 10" else [choice])
+            for k, piece in enumerate(pieces):
+                toks.append(piece)
+                offs.append(len(head) + sum(len(x) for x in pieces[:k]))
+                lps.append(_FIRST.get(piece, math.log(1e-6)) if k == 0 else math.log(0.01))
+            lp = {"tokens": toks + ["\n"], "token_logprobs": lps + [-0.1], "text_offset": offs + [len(prompt)],
+                  "top_logprobs": None}
+            return Response(json.dumps({"choices": [{"text": prompt + "\n", "logprobs": lp}]}),
+                            content_type="application/json")
+        top = {**_FIRST, " The": math.log(0.0001)}
+        lp = {"tokens": [" 1"], "token_logprobs": [_FIRST[" 1"]], "top_logprobs": [top]}
+        return Response(json.dumps({"choices": [{"text": " 1", "logprobs": lp}]}), content_type="application/json")
+    return handler
+
+
+def _score_prompts():
+    return [ChatPrompt.of("Rate the answer 1-10.", f"answer {i}", "Score:") for i in range(3)]
+
+
+def test_self_score_of_one_is_not_read_as_ten_without_echo(httpserver):
+    """Before the fix: expected score 9.5 (" 10" got " 1"'s log-prob, then took its mass)."""
+    from judgegap.metrics.scores import SCORE_CHOICES
+
+    httpserver.expect_request("/v1/completions").respond_with_handler(_score_server(echo=False))
+    be = OpenAIBackend("m", base_url=httpserver.url_for("/v1"), backoff_base_s=0.01)
+    with pytest.raises(BackendError, match="' 10' is not one token.*prefix ' 1'"):
+        be.score_choices(_score_prompts(), list(SCORE_CHOICES))
+    assert be.echo is False
+    # single-token choices stay exact without echo
+    assert be.score_choices(_score_prompts()[:1], [" 1", " 2"]) == [[_FIRST[" 1"], _FIRST[" 2"]]]
+
+
+def test_self_score_exact_through_echo(httpserver):
+    from judgegap.metrics.scores import SCORE_CHOICES, expected_score, score_distribution
+
+    httpserver.expect_request("/v1/completions").respond_with_handler(_score_server(echo=True))
+    be = OpenAIBackend("m", base_url=httpserver.url_for("/v1"), backoff_base_s=0.01)
+    lps = be.score_choices(_score_prompts(), list(SCORE_CHOICES))
+    assert be.echo is True
+    row = lps[0]
+    assert row[0] == pytest.approx(math.log(0.90)) and row[9] == pytest.approx(math.log(0.90 * 0.01))
+    dist, _ = score_distribution(row)
+    # P(1) = 0.9 - 0.009, P(10) = 0.009, P(2) = P(8) = 0.05 (+ 1e-6 on the rest)
+    assert expected_score(dist) == pytest.approx((0.891 + 0.1 + 0.4 + 0.09 + 1e-6 * (3 + 4 + 5 + 6 + 7 + 9))
+                                                 / (1 + 6e-6), abs=1e-4)
+    assert expected_score(dist) < 1.6

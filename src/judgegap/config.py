@@ -54,7 +54,7 @@ class ModelConfig(_Strict):
     dtype: Literal["auto", "float32", "bfloat16", "float16"] = "auto"
     device: Literal["auto", "cpu", "cuda", "mps"] = "auto"
     chat_template: Literal["auto", "always", "never"] = "auto"
-    batch_size: int | Literal["auto"] = "auto"
+    batch_size: Any = Field(default="auto", description="'auto' or a whole number of sequences, 1..4096")
     generation: GenerationConfig = Field(default_factory=GenerationConfig)
     # openai-compatible servers
     base_url: str | None = None
@@ -65,6 +65,15 @@ class ModelConfig(_Strict):
     max_retries: int = Field(default=6, ge=0, le=20)
     tokenizer: str | None = Field(default=None, description="openai: render chat templates locally with this model's tokenizer")
     logprobs: bool = Field(default=True, description="openai: the server returns log-probabilities")
+    # scripted (rule-based, no weights): see judgegap.backends.scripted
+    script: dict[str, Any] | None = None
+
+    @field_validator("batch_size")
+    @classmethod
+    def _batch_size(cls, v: Any) -> Any:
+        if v == "auto" or (isinstance(v, int) and not isinstance(v, bool) and 1 <= v <= 4096):
+            return v
+        raise ValueError(f"must be 'auto' or a whole number from 1 to 4096, got {v!r}")
 
     @field_validator("backend")
     @classmethod
@@ -118,14 +127,10 @@ class RunConfig(_Strict):
         return self
 
     @model_validator(mode="after")
-    def _logprobs_where_needed(self) -> RunConfig:
-        needs = {"asymmetry", "pairwise", "selfscore"}
-        if any(e.name in needs for e in self.experiments):
-            for i, m in enumerate(self.models):
-                if not m.logprobs:
-                    raise ValueError(f"models[{i}] ({m.name}) has logprobs: false but the configured"
-                                     " experiments read verdicts from log-probabilities; use a server that"
-                                     " returns them")
+    def _experiments_fit(self) -> RunConfig:
+        from judgegap.experiments.base import validate_experiments
+
+        validate_experiments(self)
         return self
 
     def dataset_data_dir(self, ds: DatasetConfig) -> Path | None:

@@ -6,7 +6,7 @@ from typing import TYPE_CHECKING
 
 from judgegap.backends.base import BACKENDS, Backend, Capabilities, ChatPrompt, Completion, GenRequest
 from judgegap.backends.cached import CachedBackend
-from judgegap.backends import hf, openai_compat  # noqa: F401  (registration)
+from judgegap.backends import hf, openai_compat, scripted  # noqa: F401  (registration)
 
 if TYPE_CHECKING:
     from judgegap.config import ModelConfig

@@ -96,6 +96,11 @@ class Backend(ABC):
     backend_name: str = "base"
     capabilities: Capabilities = Capabilities()
 
+    @staticmethod
+    def memo(method: str, request: dict[str, Any], fn: Any) -> Any:
+        """Compute a backend-internal fact; :class:`CachedBackend` replaces this with a cached one."""
+        return fn()
+
     @abstractmethod
     def fingerprint(self) -> dict[str, Any]:
         """Everything about the model and decoding set-up that changes outputs (cache key)."""
@@ -111,6 +116,11 @@ class Backend(ABC):
     @abstractmethod
     def top_logprobs(self, prompts: list[ChatPrompt], k: int) -> list[list[tuple[str, float]]]:
         """The k most likely next tokens after each prompt, with log-probabilities."""
+
+    @classmethod
+    def capabilities_for(cls, model_cfg: Any) -> Capabilities:
+        """What a backend configured like ``model_cfg`` can deliver (checked at config load)."""
+        return cls.capabilities
 
     def stats(self) -> dict[str, Any]:
         return {}

@@ -29,6 +29,18 @@ class CachedBackend:
         self.chunk_size = chunk_size
         self.progress = progress
         self._fp = backend.fingerprint()
+        backend.memo = self.memo  # capability probes are cached too, so --resume repeats no request
+
+    def memo(self, method: str, request: dict[str, Any], fn: Callable[[], Any]) -> Any:
+        """A backend-internal fact (e.g. "does this server echo prompt log-probs?") computed once
+        and kept in the call cache like any model call."""
+        key = call_key(self.backend.backend_name, self._fp, method, request)
+        got = self.store.get_calls([key])
+        if key in got:
+            return got[key]["result"]
+        res = fn()
+        self.store.put_calls([(key, self.backend.backend_name, self.label, method, request, {"result": res}, 0.0)])
+        return res
 
     @property
     def capabilities(self):

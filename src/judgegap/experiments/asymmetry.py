@@ -20,8 +20,8 @@ from scipy import stats
 
 from judgegap.backends.base import GenRequest
 from judgegap.errors import ConfigError
-from judgegap.experiments.base import (EXPERIMENTS, RunContext, answer_requests, parse_experiment_params,
-                                       with_progress)
+from judgegap.experiments.base import (EXPERIMENTS, ExperimentBase, RunContext, answer_requests,
+                                       parse_experiment_params, with_progress)
 from judgegap.experiments.candidates import balanced_candidates, clean_answer, display_answer
 from judgegap.metrics.bootstrap import Estimate, bootstrap_indices, mean_ci, paired_diff_ci
 from judgegap.metrics.judging import balanced_accuracy, judge_report
@@ -78,8 +78,18 @@ def p_correct(lp_yes: float, lp_no: float) -> tuple[float, float]:
 
 
 @EXPERIMENTS.register(NAME)
-class Asymmetry:
+class Asymmetry(ExperimentBase):
     name = NAME
+    Params = AsymmetryParams
+    dataset_kinds = ("qa",)
+
+    @staticmethod
+    def needs(p: AsymmetryParams) -> tuple[str, ...]:
+        return ("generate", "score_choices")
+
+    @staticmethod
+    def models_used(p: AsymmetryParams, model_names: list[str]) -> dict[str, list[str]]:
+        return {"models": model_names, "judges": list(p.judges) if isinstance(p.judges, list) else []}
 
     def run(self, ctx: RunContext, params: dict[str, Any]) -> None:
         p = parse_params(params)

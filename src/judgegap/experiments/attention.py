@@ -29,7 +29,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from judgegap.errors import ConfigError
 from judgegap.experiments.asymmetry import p_correct
-from judgegap.experiments.base import (EXPERIMENTS, RunContext, answer_requests, parse_experiment_params,
+from judgegap.experiments.base import (EXPERIMENTS, ExperimentBase, RunContext, answer_requests, parse_experiment_params,
                                        with_progress)
 from judgegap.experiments.candidates import clean_answer, display_answer
 from judgegap.metrics.bootstrap import bootstrap_indices, mean_ci
@@ -59,8 +59,14 @@ def peak_rss_mib() -> float:
 
 
 @EXPERIMENTS.register(NAME)
-class Attention:
+class Attention(ExperimentBase):
     name = NAME
+    Params = AttentionParams
+    dataset_kinds = ("qa",)
+
+    @staticmethod
+    def needs(p: AttentionParams) -> tuple[str, ...]:
+        return ("generate", "attention")
 
     def run(self, ctx: RunContext, params: dict[str, Any]) -> None:
         p = parse_experiment_params(AttentionParams, NAME, params)
@@ -68,10 +74,6 @@ class Attention:
         qa = ctx.datasets_of_kind("qa")
         if not qa:
             raise ConfigError(f"experiment {NAME} needs a QA dataset")
-        for mc in ctx.config.models:
-            if mc.backend != "hf":
-                raise ConfigError(f"experiment {NAME} reads attention weights: model {mc.name} must use the hf"
-                                  f" backend (it uses {mc.backend})")
         for ds, all_items in qa.items():
             metric = ctx.dataset_metrics[ds]
             unans = any(not it.answerable for it in all_items)

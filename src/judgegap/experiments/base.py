@@ -81,13 +81,104 @@ def with_progress(ctx: RunContext, label: str, total: int, be: CachedBackend, fn
 
 
 class Experiment(Protocol):
+    """What an experiment declares (checked at config load, before any model call) and does.
+
+    - ``Params``: pydantic model of its ``params`` (unknown keys are errors);
+    - ``dataset_kinds``: the dataset kinds it reads ("qa", "pairs");
+    - ``needs(params)``: backend capabilities (names of :class:`Capabilities` fields) every model
+      it calls must have — a backend that lacks one is refused before the first call;
+    - ``models_used(params, model_names)``: which configured models it calls, by params field;
+    - ``requires(params)``: experiments that must run earlier in the same config;
+    - ``run`` makes model calls and stores records; ``summarize`` reads records only.
+    """
+
     name: str
+    Params: type[BaseModel]
+    dataset_kinds: tuple[str, ...]
 
     def run(self, ctx: RunContext, params: dict[str, Any]) -> None:
         """Make all model calls (through ctx.backend) and store records."""
 
     def summarize(self, store: Store, config: dict[str, Any], params: dict[str, Any]) -> dict[str, Any]:
         """Compute the reported numbers from stored records only (no model calls)."""
+
+
+class ExperimentBase:
+    """Defaults for the declarations; experiments override what applies to them."""
+
+    name = "experiment"
+    Params: type[BaseModel] = BaseModel
+    dataset_kinds: tuple[str, ...] = ("qa",)
+    datasets_optional = False
+
+    @staticmethod
+    def needs(params: Any) -> tuple[str, ...]:
+        return ()
+
+    @staticmethod
+    def models_used(params: Any, model_names: list[str]) -> dict[str, list[str]]:
+        """params field -> model names it refers to (checked against the configured models)."""
+        return {"models": list(model_names)}
+
+    @staticmethod
+    def requires(params: Any) -> dict[str, tuple[str, ...]]:
+        """params field (or "") -> experiments that must come earlier (any one of them)."""
+        return {}
+
+    @classmethod
+    def datasets_not_needed(cls, params: Any) -> bool:
+        return cls.datasets_optional
+
+
+CAPABILITY_WORDS = {"generate": "text generation", "score_choices": "log-probabilities of given choices",
+                    "top_logprobs": "top log-probabilities", "logprobs": "log-probabilities",
+                    "multi_token_choices": "exact log-probabilities of multi-token choices (e.g. ' 10')",
+                    "attention": "attention weights (the hf backend)"}
+
+
+def validate_experiments(cfg: Any) -> None:
+    """Every experiment's params, datasets, model names, dependencies and backend capabilities.
+
+    Called when the config is loaded, so nothing is written and no model is called before a
+    mistake in the LAST experiment is found. Raises ValueError naming the experiment and field."""
+    from judgegap.backends import BACKENDS
+    from judgegap.data import DATASETS
+
+    model_names = [m.name for m in cfg.models]
+    by_name = {m.name: m for m in cfg.models}
+    kinds = {DATASETS.get(d.name).kind for d in cfg.datasets}
+    seen: list[str] = []
+    for i, exp in enumerate(cfg.experiments):
+        cls = EXPERIMENTS.get(exp.name)
+        where = f"experiments[{i}] ({exp.name})"
+        try:
+            p = cls.Params.model_validate(exp.params)
+        except ValidationError as exc:
+            err = exc.errors()[0]
+            loc = ".".join(str(x) for x in err["loc"])
+            raise ValueError(f"{where}.params.{loc}: {err['msg']}") from None
+        if cls.dataset_kinds and not kinds & set(cls.dataset_kinds) and not cls.datasets_not_needed(p):
+            raise ValueError(f"{where} needs a dataset of kind {' or '.join(cls.dataset_kinds)}; none is configured")
+        used: set[str] = set()
+        for field_name, names in cls.models_used(p, model_names).items():
+            bad = [n for n in names if n not in by_name]
+            if bad:
+                raise ValueError(f"{where}.params.{field_name}: unknown model(s) {', '.join(bad)}"
+                                 f" (configured: {', '.join(model_names)})")
+            used.update(names)
+        for field_name, options in cls.requires(p).items():
+            if not any(o in seen for o in options):
+                what = f".params.{field_name}" if field_name else ""
+                raise ValueError(f"{where}{what} needs the {' or '.join(options)} experiment earlier in experiments")
+        needs = cls.needs(p)
+        for name in sorted(used):
+            m = by_name[name]
+            caps = BACKENDS.get(m.backend).capabilities_for(m)
+            missing = [c for c in needs if not getattr(caps, c)]
+            if missing:
+                raise ValueError(f"{where} needs {', '.join(CAPABILITY_WORDS.get(c, c) for c in missing)}, which"
+                                 f" model {name} (backend {m.backend}) cannot provide")
+        seen.append(exp.name)
 
 
 EXPERIMENTS: Registry[type] = Registry("experiment")

@@ -18,7 +18,7 @@ import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 from scipy import stats
 
-from judgegap.experiments.base import EXPERIMENTS, RunContext, parse_experiment_params
+from judgegap.experiments.base import EXPERIMENTS, ExperimentBase, RunContext, parse_experiment_params
 from judgegap.store import Store
 
 NAME = "ge_consistency"
@@ -91,8 +91,18 @@ def ge_consistency(gen: dict[str, np.ndarray], judge: dict[str, np.ndarray], n_r
 
 
 @EXPERIMENTS.register(NAME)
-class GEConsistency:
+class GEConsistency(ExperimentBase):
     name = NAME
+    Params = ConsistencyParams
+    dataset_kinds = ()
+
+    @staticmethod
+    def models_used(p: ConsistencyParams, model_names: list[str]) -> dict[str, list[str]]:
+        return {}
+
+    @staticmethod
+    def requires(p: ConsistencyParams) -> dict[str, tuple[str, ...]]:
+        return {"": ("asymmetry", "pairwise")}
 
     def run(self, ctx: RunContext, params: dict[str, Any]) -> None:
         parse_experiment_params(ConsistencyParams, NAME, params)  # no model calls: summarised from records

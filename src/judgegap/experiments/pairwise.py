@@ -25,7 +25,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from judgegap.backends.base import ChatPrompt, GenRequest
 from judgegap.data.verdicts import load_verdicts, normalise_verdict
 from judgegap.errors import ConfigError, DataError
-from judgegap.experiments.base import EXPERIMENTS, RunContext, parse_experiment_params, with_progress
+from judgegap.experiments.base import EXPERIMENTS, ExperimentBase, RunContext, parse_experiment_params, with_progress
 from judgegap.metrics.agreement import (agreement_report, annotator_report, combine_orders, length_report,
                                         position_report)
 from judgegap.metrics.bootstrap import bootstrap_indices
@@ -95,8 +95,26 @@ def averaged_verdict(p_first: list[float], p_swapped: list[float]) -> tuple[str,
 
 
 @EXPERIMENTS.register(NAME)
-class Pairwise:
+class Pairwise(ExperimentBase):
     name = NAME
+    Params = PairwiseParams
+    dataset_kinds = ("pairs",)
+
+    @classmethod
+    def datasets_not_needed(cls, p: PairwiseParams) -> bool:
+        return p.self_pairs
+
+    @staticmethod
+    def needs(p: PairwiseParams) -> tuple[str, ...]:
+        return ("score_choices", "generate") if p.text_verdict else ("score_choices",)
+
+    @staticmethod
+    def models_used(p: PairwiseParams, model_names: list[str]) -> dict[str, list[str]]:
+        return {"judges": model_names if p.judges == "all" else list(p.judges)}
+
+    @staticmethod
+    def requires(p: PairwiseParams) -> dict[str, tuple[str, ...]]:
+        return {"self_pairs": ("asymmetry",)} if p.self_pairs else {}
 
     def run(self, ctx: RunContext, params: dict[str, Any]) -> None:
         p = parse_experiment_params(PairwiseParams, NAME, params)

@@ -20,7 +20,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from judgegap.backends.base import GenRequest
 from judgegap.errors import ConfigError
-from judgegap.experiments.base import (EXPERIMENTS, RunContext, answer_requests, parse_experiment_params,
+from judgegap.experiments.base import (EXPERIMENTS, ExperimentBase, RunContext, answer_requests, parse_experiment_params,
                                        with_progress)
 from judgegap.experiments.candidates import clean_answer, display_answer
 from judgegap.metrics.agreement import cohen_kappa
@@ -55,8 +55,20 @@ class SelfScoreParams(BaseModel):
 
 
 @EXPERIMENTS.register(NAME)
-class SelfScore:
+class SelfScore(ExperimentBase):
     name = NAME
+    Params = SelfScoreParams
+    dataset_kinds = ("qa",)
+
+    @staticmethod
+    def needs(p: SelfScoreParams) -> tuple[str, ...]:
+        return ("generate", "score_choices", "multi_token_choices")  # the 1-10 scale has " 10"
+
+    @staticmethod
+    def models_used(p: SelfScoreParams, model_names: list[str]) -> dict[str, list[str]]:
+        return {"models": model_names,
+                "external_judges": list(p.external_judges) if isinstance(p.external_judges, list) else [],
+                "compare": list(p.compare or []), "text_score_models": list(p.text_score_models or [])}
 
     def run(self, ctx: RunContext, params: dict[str, Any]) -> None:
         p = parse_experiment_params(SelfScoreParams, NAME, params)
