@@ -83,3 +83,26 @@ def write_json(path: Path, obj) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(obj))
     return path
+
+
+def cli_inproc(*args: str) -> subprocess.CompletedProcess:
+    """The CLI's own ``main()`` in this process (no interpreter start-up or re-imports): same
+    argument parsing, error lines and exit codes as ``python -m judgegap``."""
+    import contextlib
+    import io
+
+    from judgegap.cli import main
+
+    out, err = io.StringIO(), io.StringIO()
+    argv = sys.argv
+    code = 0
+    sys.argv = ["judgegap", *args]
+    try:
+        with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+            try:
+                main()
+            except SystemExit as exc:
+                code = exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
+    finally:
+        sys.argv = argv
+    return subprocess.CompletedProcess(["judgegap", *args], code, out.getvalue(), err.getvalue())

@@ -67,14 +67,8 @@ def run(
     from judgegap.config import default_config_path, load_config
     from judgegap.experiments.runner import run_config
 
-    cfg = load_config(config or default_config_path())
-    if output_dir:
-        cfg.output_dir = output_dir
-    if data_dir:
-        cfg.data_dir = data_dir
-    if n:
-        for ds in cfg.datasets:
-            ds.n = n
+    cfg = apply_overrides(load_config(config or default_config_path()), output_dir=output_dir, data_dir=data_dir,
+                          n=n)
     summary = run_config(cfg, resume=resume, overwrite=overwrite, console=err)
     print_summary(summary)
     out.print(f"results in {cfg.output_dir}/ (report.html, summary.json, results.jsonl, {cfg.output_dir}/"
@@ -92,6 +86,24 @@ def judge_pairs(
     """Judge pairwise sets in both orders and measure agreement with the human labels."""
     _run_requiring("pairwise", config, resume=resume, overwrite=overwrite, output_dir=output_dir, n=None,
                    data_dir=data_dir)
+
+
+def apply_overrides(cfg: Any, output_dir: Path | None = None, data_dir: Path | None = None,
+                    n: int | None = None) -> Any:
+    """Command-line overrides, validated exactly like the config file's own values."""
+    from judgegap.config import parse_config
+
+    if output_dir is None and data_dir is None and n is None:
+        return cfg
+    d = json.loads(cfg.model_dump_json())
+    if output_dir is not None:
+        d["output_dir"] = str(output_dir)
+    if data_dir is not None:
+        d["data_dir"] = str(data_dir)
+    if n is not None:
+        for ds in d["datasets"]:
+            ds["n"] = n
+    return parse_config(d, "command line (--n / -o / --data-dir)")
 
 
 def _run_requiring(experiment: str, config: Path, **kw: Any) -> None:

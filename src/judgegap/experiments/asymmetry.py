@@ -127,8 +127,8 @@ class Asymmetry(ExperimentBase):
                     }))
                 ctx.store.put_records(NAME, "generation", recs)
             # 2. judge: every judge on every author's answers (+ balanced gold / wrong-span pair)
-            cands = balanced_candidates(ctx.pools.get(ds_name, items), metric, p.f1_threshold, ctx.config.seed) \
-                if p.balanced_candidates else {}
+            cands = balanced_candidates(items, metric, p.f1_threshold, ctx.config.seed,
+                                        pool=ctx.pools.get(ds_name, items)) if p.balanced_candidates else {}
             judge_names = judges or [m.name for m in models]
             for jname in judge_names:
                 authors = [m.name for m in models] if p.judges != "self" else [jname]

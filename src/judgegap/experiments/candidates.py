@@ -98,11 +98,15 @@ def gold_candidate(item: QAItem, metric: str, threshold: float) -> str | None:
     return None
 
 
-def balanced_candidates(items: list[QAItem], metric: str, threshold: float, seed: int) -> dict[str, list[tuple[str, str]]]:
-    """item id -> [("gold", text), ("wrong_span", text)] (wrong omitted if none found; an item
-    without a gold answer the official metric accepts as one string gets no candidates)."""
+def balanced_candidates(items: list[QAItem], metric: str, threshold: float, seed: int,
+                        pool: list[QAItem] | None = None) -> dict[str, list[tuple[str, str]]]:
+    """item id -> [("gold", text), ("wrong_span", text)] for each of ``items`` (wrong omitted if
+    none found; an item without a gold answer the official metric accepts as one string gets no
+    candidates). Wrong answers may come from sibling questions on the same passage in ``pool``;
+    each item's choice depends only on its id and the seed, so a sample gets the same candidates
+    as the whole pool would."""
     by_context: dict[str, list[QAItem]] = defaultdict(list)
-    for it in items:
+    for it in (pool if pool is not None else items):
         by_context[it.context].append(it)
     out: dict[str, list[tuple[str, str]]] = {}
     for it in items:

@@ -62,6 +62,11 @@ def load_items(cfg: RunConfig, ds: DatasetConfig) -> tuple[list[Any], list[Any]]
     return items, pool
 
 
+def dataset_counts(cfg: RunConfig, datasets: dict[str, list[Any]]) -> dict[str, dict[str, Any]]:
+    """Requested vs actual items per dataset (a filter or a small file can leave fewer than n)."""
+    return {ds.name: {"requested": ds.n, "n": len(datasets[ds.name])} for ds in cfg.datasets}
+
+
 def prepare_output_dir(out: Path, resume: bool, overwrite: bool, config: dict[str, Any]) -> None:
     """Decide, under the directory's lock, whether this run may write to ``out``.
 
@@ -116,6 +121,10 @@ def run_config(cfg: RunConfig, resume: bool = False, overwrite: bool = False,
     console = console or Console(stderr=True)
     datasets, pools, metrics = load_all(cfg)  # validate all input before writing anything
     check_models(cfg)
+    for name, c in dataset_counts(cfg, datasets).items():
+        if c["requested"] is not None and c["n"] < c["requested"]:
+            console.print(f"[yellow]{escape(name)}: n={c['requested']} requested, {c['n']} available after filters;"
+                          f" running {c['n']}[/yellow]")
     out = Path(cfg.output_dir)
     config_dict = json.loads(cfg.model_dump_json())
     with RunLock(out, "run"):
@@ -129,6 +138,7 @@ def _run_locked(cfg: RunConfig, out: Path, config_dict: dict[str, Any], datasets
     record_written(out, [out / Store.FILENAME])
     store.mark_stale_runs()
     store.start_run(cfg.name, config_dict, environment(), cfg.seed, config_hash(config_dict))
+    store.log_event("datasets", dataset_counts(cfg, datasets))
     backends: dict[str, CachedBackend] = {}
     model_cfgs = {m.name: m for m in cfg.models}
 
@@ -210,6 +220,9 @@ def summarize_store(store: Store) -> dict[str, Any]:
     summary: dict[str, Any] = {"schema_version": SUMMARY_SCHEMA_VERSION, "name": config.get("name"),
                                "run_status": run_status(store, store.path.parent), "config": config,
                                "env": run["env"], "experiments": {}}
+    counts = [e for e in store.events("datasets") if e["run_id"] == run["run_id"]]
+    if counts:
+        summary["datasets"] = {k: v for k, v in counts[-1].items() if k not in ("run_id", "at", "kind")}
     for exp in config.get("experiments", []):
         summary["experiments"][exp["name"]] = EXPERIMENTS.get(exp["name"])().summarize(store, config, exp["params"])
     return summary

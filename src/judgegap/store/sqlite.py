@@ -111,9 +111,9 @@ class Store:
             rows = [(str(exc),)]
         if rows != [("ok",)]:
             self._conn.close()
-            detail = "; ".join(str(r[0]) for r in rows[:2])
+            detail = " ".join("; ".join(str(r[0]) for r in rows[:2]).split())
             raise JudgegapError(f"{self.path} is damaged ({detail}); move it away and rerun with --overwrite"
-                                " (model calls are cached separately and will be reused)")
+                                "")
 
     def _migrate(self) -> None:
         """Stores written before run scoping: add the columns (their records get scope '')."""

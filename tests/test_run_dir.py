@@ -1,0 +1,227 @@
+"""Run directories: one config per run, one writer, only judgegap's files removed, status told.
+
+Runs use the scripted backend (rule-based, no weights), so each CLI run takes seconds.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import yaml
+
+from tests.conftest import cli_inproc, run_cli
+
+
+def _cfg(tmp_path: Path, data_dir: Path, n: int = 6, seed: int = 0, out: str = "out", exps=None,
+         latency: float = 0.0, name: str = "c.yaml", **extra) -> Path:
+    cfg = {"name": "rd", "output_dir": str(tmp_path / out), "data_dir": str(data_dir),
+           "datasets": [{"name": "squad2", "n": n, "seed": seed}],
+           "models": [{"name": "s", "backend": "scripted", "model": "span", "script": {"latency_s": latency}}],
+           "experiments": exps or [{"name": "asymmetry", "params": {"text_verdict": False}}],
+           "bootstrap_resamples": 100, **extra}
+    p = tmp_path / name
+    p.write_text(yaml.safe_dump(cfg))
+    return p
+
+
+def _one_line_error(p: subprocess.CompletedProcess) -> str:
+    assert p.returncode != 0, p.stdout
+    lines = [x for x in p.stderr.strip().splitlines() if x.strip()]
+    assert len(lines) == 1 and lines[0].startswith("error: "), p.stderr
+    return lines[0]
+
+
+def test_resume_with_changed_config_refuses_and_names_fields(tmp_path, data_dir):
+    """Before: --resume after n 20 -> 5, seed 0 -> 1 reported n_items 25 (records of both configs)."""
+    assert cli_inproc("run", str(_cfg(tmp_path, data_dir, n=20))).returncode == 0
+    p = cli_inproc("run", str(_cfg(tmp_path, data_dir, n=5, seed=1)), "--resume")
+    line = _one_line_error(p)
+    assert "datasets[0].n: 20 -> 5" in line and "datasets[0].seed: 0 -> 1" in line
+    assert "--overwrite" in line and "-o DIR" in line
+    summary = json.loads((tmp_path / "out" / "summary.json").read_text())
+    assert summary["experiments"]["asymmetry"]["datasets"]["squad2"]["models"]["s"]["n_items"] == 20
+    # --overwrite with the new config: only the new config's records are summarised
+    assert cli_inproc("run", str(_cfg(tmp_path, data_dir, n=5, seed=1)), "--overwrite").returncode == 0
+    summary = json.loads((tmp_path / "out" / "summary.json").read_text())
+    assert summary["experiments"]["asymmetry"]["datasets"]["squad2"]["models"]["s"]["n_items"] == 5
+    assert summary["schema_version"] >= 2 and summary["run_status"]["complete"] is True
+
+
+def test_resume_same_config_and_cli_n_override_is_a_change(tmp_path, data_dir):
+    cfg = _cfg(tmp_path, data_dir, n=6)
+    assert cli_inproc("run", str(cfg)).returncode == 0
+    assert cli_inproc("run", str(cfg), "--resume").returncode == 0
+    line = _one_line_error(cli_inproc("run", str(cfg), "--resume", "--n", "4"))
+    assert "datasets[0].n: 6 -> 4" in line
+
+
+def test_resume_without_a_run_refuses(tmp_path, data_dir):
+    line = _one_line_error(cli_inproc("run", str(_cfg(tmp_path, data_dir)), "--resume"))
+    assert "holds no judgegap run to resume" in line
+    assert not (tmp_path / "out" / "judgegap.sqlite").exists()
+
+
+def test_second_writer_is_refused_and_overwrite_cannot_delete_a_live_run(tmp_path, data_dir):
+    cfg = _cfg(tmp_path, data_dir, n=40, latency=0.05)
+    proc = subprocess.Popen([sys.executable, "-m", "judgegap.cli", "run", str(cfg)], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+    db = tmp_path / "out" / "judgegap.sqlite"
+    deadline = time.time() + 60
+    while not db.exists() and time.time() < deadline:
+        time.sleep(0.05)
+    time.sleep(0.3)
+    try:
+        for extra in ((), ("--overwrite",), ("--resume",)):
+            line = _one_line_error(cli_inproc("run", str(cfg), *extra))
+            assert "in use by another judgegap process" in line and f"pid {proc.pid}" in line
+        line = _one_line_error(cli_inproc("report", str(tmp_path / "out")))
+        assert "in use by another judgegap process" in line
+    finally:
+        out, err = proc.communicate(timeout=120)
+    assert proc.returncode == 0, err
+    summary = json.loads((tmp_path / "out" / "summary.json").read_text())
+    assert summary["experiments"]["asymmetry"]["datasets"]["squad2"]["models"]["s"]["n_items"] == 40
+
+
+def test_kill_9_marks_the_run_interrupted_and_report_says_so(tmp_path, data_dir):
+    cfg = _cfg(tmp_path, data_dir, n=40, latency=0.05)
+    proc = subprocess.Popen([sys.executable, "-m", "judgegap.cli", "run", str(cfg)],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    db = tmp_path / "out" / "judgegap.sqlite"
+
+    def n_calls() -> int:
+        try:
+            with sqlite3.connect(db, timeout=1) as c:
+                return c.execute("SELECT COUNT(*) FROM calls").fetchone()[0]
+        except sqlite3.Error:
+            return 0
+
+    deadline = time.time() + 60
+    while n_calls() < 20 and time.time() < deadline:
+        time.sleep(0.05)
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    p = cli_inproc("report", str(tmp_path / "out"))
+    assert p.returncode == 0, p.stderr
+    assert "interrupted" in p.stderr and "--resume" in p.stderr
+    summary = json.loads((tmp_path / "out" / "summary.json").read_text())
+    assert summary["run_status"]["status"] == "interrupted" and summary["run_status"]["complete"] is False
+    html = (tmp_path / "out" / "report.html").read_text()
+    assert 'id="run-status"' in html and "interrupted" in html
+    with sqlite3.connect(db) as c:
+        assert c.execute("SELECT status FROM runs ORDER BY run_id DESC LIMIT 1").fetchone()[0] == "interrupted"
+    # --resume completes it; then the report has no banner
+    assert cli_inproc("run", str(cfg), "--resume").returncode == 0
+    assert 'id="run-status"' not in (tmp_path / "out" / "report.html").read_text()
+
+
+def test_overwrite_removes_only_files_judgegap_wrote(tmp_path, data_dir):
+    out = tmp_path / "out"
+    (out / "figures").mkdir(parents=True)
+    (out / "figures" / "mine.png").write_bytes(b"user figure")
+    (out / "notes.txt").write_text("user notes")
+    cfg = _cfg(tmp_path, data_dir)
+    assert cli_inproc("run", str(cfg)).returncode == 0
+    assert cli_inproc("run", str(cfg), "--overwrite").returncode == 0
+    assert (out / "figures" / "mine.png").read_bytes() == b"user figure"
+    assert (out / "notes.txt").read_text() == "user notes"
+    assert (out / "summary.json").is_file()
+
+
+def test_overwrite_of_a_dir_that_never_held_a_run_keeps_its_figures(tmp_path, data_dir):
+    out = tmp_path / "out"
+    (out / "figures").mkdir(parents=True)
+    (out / "figures" / "a.png").write_bytes(b"x")
+    assert cli_inproc("run", str(_cfg(tmp_path, data_dir)), "--overwrite").returncode == 0
+    assert (out / "figures" / "a.png").read_bytes() == b"x"
+
+
+def test_users_own_summary_json_is_never_replaced(tmp_path, data_dir):
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "summary.json").write_text('{"mine": true}')
+    for extra in ((), ("--overwrite",)):
+        line = _one_line_error(cli_inproc("run", str(_cfg(tmp_path, data_dir)), *extra))
+        assert "did not write (summary.json)" in line
+    assert json.loads((out / "summary.json").read_text()) == {"mine": True}
+    assert not (out / "judgegap.sqlite").exists()
+
+
+def test_second_experiment_typo_fails_before_any_model_call(tmp_path, data_dir):
+    """Before: params of the 2nd experiment were checked only when it started (after calls were made)."""
+    exps = [{"name": "asymmetry"}, {"name": "selfscore", "params": {"n_binz": 10}}]
+    p = cli_inproc("run", str(_cfg(tmp_path, data_dir, exps=exps)))
+    line = _one_line_error(p)
+    assert p.returncode == 2 and "experiments[1] (selfscore).params.n_binz" in line
+    assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.parametrize("exps,expect", [
+    ([{"name": "pairwise", "params": {"self_pairs": True}}], "needs the asymmetry experiment earlier"),
+    ([{"name": "ge_consistency"}], "needs the asymmetry or pairwise experiment earlier"),
+    ([{"name": "attention"}], "needs attention weights (the hf backend), which model s (backend scripted)"),
+    ([{"name": "asymmetry", "params": {"judges": ["nobody"]}}], "params.judges: unknown model(s) nobody"),
+    ([{"name": "selfscore", "params": {"compare": ["s", "x"]}}], "params.compare: unknown model(s) x"),
+])
+def test_dependencies_and_capabilities_checked_at_load(tmp_path, data_dir, exps, expect):
+    p = cli_inproc("run", str(_cfg(tmp_path, data_dir, exps=exps)))
+    assert p.returncode == 2 and expect in _one_line_error(p)
+    assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.parametrize("models,expect", [
+    ([{"name": "m", "model": "no-such-model"}], "models[0] (m): unknown model 'no-such-model'"),
+    ([{"name": "m", "model": "smollm2-135m-instruct", "batch_size": 0}], "models[0].batch_size: must be"),
+    ([{"name": "m", "model": "smollm2-135m-instruct", "batch_size": -3}], "models[0].batch_size: must be"),
+    ([{"name": "m", "model": "/nowhere/x.gguf"}], "model file not found"),
+])
+def test_bad_model_fails_before_the_store_exists(tmp_path, data_dir, models, expect):
+    cfg = yaml.safe_load(_cfg(tmp_path, data_dir).read_text())
+    cfg["models"] = models
+    (tmp_path / "c.yaml").write_text(yaml.safe_dump(cfg))
+    assert expect in _one_line_error(cli_inproc("run", str(tmp_path / "c.yaml")))
+    assert not (tmp_path / "out" / "judgegap.sqlite").exists()
+    # the corrected config then runs (no "already holds a run")
+    assert cli_inproc("run", str(_cfg(tmp_path, data_dir))).returncode == 0
+
+
+def test_corrupt_store_is_refused_before_any_work(tmp_path, data_dir):
+    cfg = _cfg(tmp_path, data_dir)
+    assert cli_inproc("run", str(cfg)).returncode == 0
+    db = tmp_path / "out" / "judgegap.sqlite"
+    with sqlite3.connect(db) as c:
+        c.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+    raw = bytearray(db.read_bytes())
+    page = 4096
+    assert len(raw) > 3 * page
+    raw[2 * page + 8: 2 * page + 200] = os.urandom(192)
+    db.write_bytes(bytes(raw))
+    for args in (("run", str(cfg), "--resume"), ("report", str(tmp_path / "out"))):
+        line = _one_line_error(cli_inproc(*args))
+        assert "judgegap.sqlite is damaged" in line and "--overwrite" in line
+
+
+@pytest.mark.parametrize("n,expect", [("-1", "--n"), ("0", "--n")])
+def test_cli_n_is_validated_like_the_config(tmp_path, data_dir, n, expect):
+    p = cli_inproc("run", str(_cfg(tmp_path, data_dir)), "--n", n)
+    assert p.returncode == 2 and "datasets[0].n" in _one_line_error(p)
+    assert not (tmp_path / "out").exists()
+
+
+def test_n_larger_than_the_dataset_is_reported_truthfully(tmp_path, data_dir):
+    cfg = yaml.safe_load(_cfg(tmp_path, data_dir).read_text())
+    cfg["datasets"] = [{"name": "musique", "n": 5000}]
+    (tmp_path / "c.yaml").write_text(yaml.safe_dump(cfg))
+    p = cli_inproc("run", str(tmp_path / "c.yaml"))
+    assert p.returncode == 0, p.stderr
+    assert "musique: n=5000 requested, 200 available" in p.stderr
+    s = json.loads((tmp_path / "out" / "summary.json").read_text())
+    assert s["datasets"]["musique"] == {"requested": 5000, "n": 200}
