@@ -93,7 +93,10 @@ def cli_inproc(*args: str) -> subprocess.CompletedProcess:
 
     from judgegap.cli import main
 
+    import signal
+
     out, err = io.StringIO(), io.StringIO()
+    handlers = {s: signal.getsignal(s) for s in (signal.SIGINT, signal.SIGTERM)}
     argv = sys.argv
     code = 0
     sys.argv = ["judgegap", *args]
@@ -105,4 +108,6 @@ def cli_inproc(*args: str) -> subprocess.CompletedProcess:
                 code = exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
     finally:
         sys.argv = argv
+        for s, h in handlers.items():
+            signal.signal(s, h)
     return subprocess.CompletedProcess(["judgegap", *args], code, out.getvalue(), err.getvalue())

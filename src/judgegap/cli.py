@@ -47,11 +47,11 @@ def print_summary(summary: dict[str, Any]) -> None:
     for ds, d in asym["datasets"].items():
         for m, ms in d["models"].items():
             bs = ms.get("balanced_set", {})
-            t.add_row(ds, m, _e(ms["generation"]["accuracy"]), _e(ms.get("self_judge", {}).get("accuracy")),
+            t.add_row(escape(ds), escape(m), _e(ms["generation"]["accuracy"]), _e(ms.get("self_judge", {}).get("accuracy")),
                       _e(ms.get("self_judge", {}).get("balanced_accuracy")), _e(bs.get("accuracy")),
                       _e(bs.get("youden_j")), _e(ms.get("gap_balanced_set")), ms.get("verdict", "–"))
     out.print(t)
-    out.print(f"[dim]verdict basis: {asym['verdict_basis']}[/dim]")
+    out.print(f"[dim]verdict basis: {escape(asym['verdict_basis'])}[/dim]")
 
 
 @app.command()
@@ -71,7 +71,7 @@ def run(
                           n=n)
     summary = run_config(cfg, resume=resume, overwrite=overwrite, console=err)
     print_summary(summary)
-    out.print(f"results in {cfg.output_dir}/ (report.html, summary.json, results.jsonl, {cfg.output_dir}/"
+    out.print(f"results in {escape(str(cfg.output_dir))}/ (report.html, summary.json, results.jsonl, {cfg.output_dir}/"
               "judgegap.sqlite)")
 
 
@@ -161,7 +161,7 @@ def agreement(
     if as_json:
         print(jsonout.dumps(flat))
         return
-    t = Table(title=f"{judge} on {dataset}: value [95% CI] (n)")
+    t = Table(title=escape(f"{judge} on {dataset}: value [95% CI] (n)"))
     t.add_column("measure")
     t.add_column("value")
     for k in ("accuracy_with_ties", "accuracy_without_ties", "kappa", "kappa_without_ties", "macro_f1",
@@ -259,7 +259,7 @@ def route(
     if as_json:
         print(jsonout.dumps(res, default=float))
         return
-    out.print(f"[bold]{what}[/bold]: n={res['n']}, base accuracy {res['base_accuracy']:.3f}, AURC {res['aurc']:.3f}")
+    out.print(f"[bold]{escape(what)}[/bold]: n={res['n']}, base accuracy {res['base_accuracy']:.3f}, AURC {res['aurc']:.3f}")
     out.print(f"threshold (confidence) {cv['threshold']:.3f} = score {res['threshold_score']:.2f} for {target}; "
               f"held-out ({cv['folds']}-fold): accepted accuracy {cv['heldout_accepted_accuracy']:.3f}, "
               f"escalation {cv['heldout_escalation_rate']:.3f}")
@@ -267,7 +267,7 @@ def route(
               f"(cost/item {cc['best_cost']:.3f}; accept all {cc['cost_accept_all']:.3f}, escalate all "
               f"{cc['cost_escalate_all']:.3f})")
     if save_router:
-        out.print(f"router saved to {save_router}")
+        out.print(f"router saved to {escape(str(save_router))}")
 
 
 @app.command()
@@ -293,17 +293,19 @@ def monitor(
     if as_json:
         print(jsonout.dumps(res))
     else:
-        t = Table(title=f"{log.name}: {res['n_lines']} lines, {res['n_bad_lines']} bad")
+        t = Table(title=escape(f"{log.name}: {res['n_lines']} lines, {res['n_bad_lines']} bad"))
         for col in ("window", "n", "mean score", "accuracy", "ECE", "PSI", "drift"):
             t.add_column(col)
         for w in res["windows"]:
-            t.add_row(w["window"] + (" (baseline)" if w["is_baseline"] else ""), str(w["n"]),
+            t.add_row(escape(w["window"] + (" (baseline)" if w["is_baseline"] else "")), str(w["n"]),
                       _e(w["mean_score"], pct=False), _e(w.get("accuracy")), _e(w.get("ece"), pct=False),
                       f"{w['psi']:.3f}", "; ".join(w["drift"]) or "–")
         out.print(t)
         if res["n_bad_lines"]:
-            err.print(f"[yellow]{res['n_bad_lines']} bad lines skipped: {'; '.join(res['bad_line_examples'])}[/yellow]")
-        out.print("[red]DRIFT[/red] in " + ", ".join(res["flagged_windows"]) if res["drift"] else "no drift flagged")
+            err.print(f"[yellow]{res['n_bad_lines']} bad lines skipped:"
+                      f" {escape('; '.join(res['bad_line_examples']))}[/yellow]")
+        out.print("[red]DRIFT[/red] in " + escape(", ".join(res["flagged_windows"])) if res["drift"]
+                  else "no drift flagged")
     if res["drift"]:
         raise typer.Exit(3)
 
@@ -356,7 +358,7 @@ def score(
     if as_json:
         print(jsonout.dumps(result))
     else:
-        t = Table(title=f"{dataset}: {predictions}")
+        t = Table(title=escape(f"{dataset}: {predictions}"))
         t.add_column("metric")
         t.add_column("value")
         for k, v in result.items():
@@ -376,7 +378,7 @@ def data_list(data_dir: Optional[Path] = typer.Option(None, "--data-dir")) -> No
     for name in DATASETS:
         spec = DATASETS.get(name)
         try:
-            where = str(spec.find_file(root))
+            where = escape(str(spec.find_file(root)))
         except JudgegapError:
             where = "[red]not found[/red]"
         t.add_row(name, spec.description, where)
@@ -403,20 +405,23 @@ def data_show(
         return
     total = len(spec.load(data_dir=data_dir, data_file=data_file))
     if spec.kind == "pairs":
-        out.print(f"[bold]{name}[/bold]: {spec.description} — {total} pairs; showing {len(items)}")
+        out.print(f"[bold]{escape(name)}[/bold]: {escape(spec.description)} — {total} pairs; showing {len(items)}")
         for it in items:
-            out.print(f"\n[bold cyan]{it.id}[/bold cyan]  label={it.label}  votes={','.join(it.votes) or '-'}")
+            out.print(f"\n[bold cyan]{escape(it.id)}[/bold cyan]  label={escape(str(it.label))}"
+                      f"  votes={escape(','.join(it.votes) or '-')}")
             for lab, txt in (("Instruction", it.instruction), ("A", it.response_a), ("B", it.response_b)):
-                out.print(f"[bold]{lab}:[/bold] " + (txt if len(txt) < 300 else txt[:300] + " …"), highlight=False)
+                out.print(f"[bold]{lab}:[/bold] " + escape(txt if len(txt) < 300 else txt[:300] + " …"),
+                          highlight=False)
         return
-    out.print(f"[bold]{name}[/bold]: {spec.description} — {total} questions; showing {len(items)}")
+    out.print(f"[bold]{escape(name)}[/bold]: {escape(spec.description)} — {total} questions; showing {len(items)}")
     for it in items:
         ctx = it.context if len(it.context) < 400 else it.context[:400] + " …"
-        out.print(f"\n[bold cyan]{it.id}[/bold cyan]  answerable={it.answerable}  {it.metadata.get('question_type', '')}",
-                  markup=True)
-        out.print(f"[bold]Q:[/bold] {it.question}", markup=True, highlight=False)
-        out.print("[bold]Gold:[/bold] " + (" | ".join(it.answers) if it.answers else "(unanswerable)"), highlight=False)
-        out.print(f"[dim]{ctx}[/dim]", highlight=False)
+        out.print(f"\n[bold cyan]{escape(it.id)}[/bold cyan]  answerable={it.answerable}"
+                  f"  {escape(str(it.metadata.get('question_type', '')))}", markup=True)
+        out.print(f"[bold]Q:[/bold] {escape(it.question)}", markup=True, highlight=False)
+        out.print("[bold]Gold:[/bold] " + escape(" | ".join(it.answers) if it.answers else "(unanswerable)"),
+                  highlight=False)
+        out.print(f"[dim]{escape(ctx)}[/dim]", highlight=False)
 
 
 @data_app.command("download")
@@ -430,7 +435,7 @@ def data_download(
     from judgegap.data.download import download
 
     path = download(name, data_dir or default_data_dir(), url)
-    out.print(f"saved {path}")
+    out.print(f"saved {escape(str(path))}")
 
 
 @models_app.command("list")
@@ -470,17 +475,33 @@ def store_export(
         raise JudgegapError(f"unknown table {table!r} (records, calls, runs)")
     path = dest or output_dir / f"{table}.jsonl"
     n = Store.in_dir(output_dir).export_jsonl(table, path)
-    out.print(f"wrote {n} rows to {path}")
+    out.print(f"wrote {n} rows to {escape(str(path))}")
+
+
+def _on_signal(signum: int, _frame: Any) -> None:
+    """Ctrl-C / SIGTERM become an error we report ourselves: typer would turn a KeyboardInterrupt
+    into a silent exit 130 before any handler of ours ran."""
+    from judgegap.errors import Interrupted
+
+    raise Interrupted("interrupted: completed model calls are stored; rerun with --resume to continue")
 
 
 def main() -> None:
+    import signal
+
+    signal.signal(signal.SIGINT, _on_signal)
+    signal.signal(signal.SIGTERM, _on_signal)
     try:
         app()
     except JudgegapError as exc:
-        print(f"error: {exc}", file=sys.stderr)  # one line, never wrapped
+        from judgegap.errors import redact_secrets
+
+        msg = " ".join(redact_secrets(str(exc)).split())
+        print(f"error: {msg}", file=sys.stderr)  # one line, never wrapped
         sys.exit(exc.exit_code)
     except KeyboardInterrupt:
-        err.print("[yellow]interrupted: rerun with --resume to continue[/yellow]")
+        print("error: interrupted: completed model calls are stored; rerun with --resume to continue",
+              file=sys.stderr)
         sys.exit(130)
 
 

@@ -26,3 +26,22 @@ class DataError(JudgegapError):
 
 class BackendError(JudgegapError):
     """A model backend cannot be loaded or cannot serve a request."""
+
+
+class Interrupted(JudgegapError):
+    """The user pressed Ctrl-C (SIGINT) or the process got SIGTERM: stop, keep what is stored."""
+
+    exit_code = 130
+
+
+def redact_secrets(text: str) -> str:
+    """Remove the values of API-key environment variables from text about to be shown.
+
+    Servers sometimes echo the key back in an error body; no message may carry it."""
+    import os
+    import re
+
+    for name, value in os.environ.items():
+        if value and len(value) >= 8 and re.search(r"(API_?KEY|TOKEN|SECRET)", name, re.I) and value in text:
+            text = text.replace(value, "***")
+    return re.sub(r"(?i)(bearer\s+)[A-Za-z0-9._\-]{8,}", r"\1***", text)

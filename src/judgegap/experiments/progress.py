@@ -27,7 +27,7 @@ class _Task:
     total: int
     done: int = 0
     started: float = field(default_factory=time.monotonic)
-    last_line: float = 0.0
+    last_line: float | None = None  # None = nothing printed yet (monotonic() may be small after boot)
     finished: bool = False
 
 
@@ -59,7 +59,8 @@ class LineProgress:
             t.done = int(completed)
         now = time.monotonic()
         complete = t.total > 0 and t.done >= t.total
-        if t.finished or not (complete or now - t.last_line >= self.every_s):
+        due = t.last_line is None or now - t.last_line >= self.every_s
+        if t.finished or not (complete or due):
             return
         t.last_line = now
         t.finished = complete

@@ -18,7 +18,7 @@ from judgegap import __version__
 from judgegap.backends import CachedBackend, make_backend
 from judgegap.config import DatasetConfig, RunConfig
 from judgegap.data import DATASETS, QAItem, stratified_sample
-from judgegap.errors import JudgegapError
+from judgegap.errors import Interrupted, JudgegapError
 from judgegap.experiments.base import EXPERIMENTS, RunContext
 from judgegap.experiments.progress import make_progress
 from judgegap.store import Store, jsonout
@@ -160,7 +160,7 @@ def _run_locked(cfg: RunConfig, out: Path, config_dict: dict[str, Any], datasets
             for exp in cfg.experiments:
                 EXPERIMENTS.get(exp.name)().run(ctx, exp.params)
         status = "completed"
-    except KeyboardInterrupt:
+    except (KeyboardInterrupt, Interrupted):
         status = "interrupted"
         raise
     finally:
