@@ -13,6 +13,7 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
+from judgegap.errors import ConfigError as ConfigErrorCLI
 from judgegap.errors import JudgegapError
 from judgegap.store import jsonout
 
@@ -174,6 +175,18 @@ def agreement(
     out.print(t)
 
 
+def _check_range(option: str, value: float | None, lo: float | None = None, hi: float | None = None,
+                 lo_open: bool = False) -> None:
+    """One clear line (exit 2) for a numeric option outside its meaningful range."""
+    if value is None:
+        return
+    bad = (lo is not None and (value < lo or (lo_open and value == lo))) or (hi is not None and value > hi)
+    if bad or value != value:
+        lo_s = "" if lo is None else (f"> {lo:g}" if lo_open else f">= {lo:g}")
+        hi_s = "" if hi is None else f"<= {hi:g}"
+        raise ConfigErrorCLI(f"{option} must be {' and '.join(x for x in (lo_s, hi_s) if x)}, got {value:g}")
+
+
 def _route_source(source: Path, model: str | None, dataset: str | None,
                   score_range: tuple[float, float]) -> tuple[Any, Any, str]:
     """(self-scores, correctness, description) from a run dir or a JSONL log with outcomes."""
@@ -216,7 +229,7 @@ def route(
     target_accuracy: Optional[float] = typer.Option(None, "--target-accuracy", help="accepted answers at least this accurate"),
     target_escalation: Optional[float] = typer.Option(None, "--target-escalation", help="escalate at most this fraction"),
     escalation_cost: float = typer.Option(0.3, "--escalation-cost", help="cost of escalating one item (an error costs 1)"),
-    folds: int = typer.Option(5, "--folds", min=2),
+    folds: int = typer.Option(5, "--folds"),
     score_min: float = typer.Option(1.0, "--score-min"),
     score_max: float = typer.Option(10.0, "--score-max"),
     save_router: Optional[Path] = typer.Option(None, "--save-router", help="write a Router JSON (needs --target-accuracy)"),
@@ -232,8 +245,19 @@ def route(
         raise JudgegapError("give exactly one of --target-accuracy or --target-escalation")
     if score_max <= score_min:
         raise JudgegapError("--score-max must be above --score-min")
+    _check_range("--target-accuracy", target_accuracy, 0, 1, lo_open=True)
+    _check_range("--target-escalation", target_escalation, 0, 1)
+    _check_range("--escalation-cost", escalation_cost, 0, 1)
+    _check_range("--folds", folds, 2, 50)
+    from judgegap.monitor.drift import split_out_of_range
+
     scores, y, what = _route_source(source, model, dataset, (score_min, score_max))
-    conf = np.clip((scores - score_min) / (score_max - score_min), 0, 1)
+    inside = split_out_of_range(scores, (score_min, score_max), str(source))
+    if not inside.all():
+        err.print(f"[yellow]{int((~inside).sum())} self-score(s) outside {score_min:g}..{score_max:g} excluded"
+                  "[/yellow]")
+        scores, y = scores[inside], y[inside]
+    conf = (scores - score_min) / (score_max - score_min)
     target = {"target_accuracy": target_accuracy} if target_accuracy is not None else \
         {"target_escalation": target_escalation}
     cv = cross_validated_threshold(conf, y, folds=folds, **target)
@@ -274,7 +298,7 @@ def route(
 def monitor(
     log: Path = typer.Argument(..., help="JSONL log: {id, timestamp, self_score, outcome?} per line"),
     window: str = typer.Option("1D", "--window", help="pandas frequency: 1h, 6h, 1D, 7D, ..."),
-    baseline_windows: int = typer.Option(1, "--baseline-windows", min=1),
+    baseline_windows: int = typer.Option(1, "--baseline-windows"),
     score_min: float = typer.Option(1.0, "--score-min"),
     score_max: float = typer.Option(10.0, "--score-max"),
     psi_threshold: float = typer.Option(0.2, "--psi-threshold"),
@@ -284,6 +308,12 @@ def monitor(
 ) -> None:
     """Calibration and score distribution per time window of a production log; flag drift."""
     from judgegap.monitor import monitor_log
+
+    if score_max <= score_min:
+        raise JudgegapError("--score-max must be above --score-min")
+    _check_range("--psi-threshold", psi_threshold, 0, None, lo_open=True)
+    _check_range("--min-window", min_window, 1)
+    _check_range("--baseline-windows", baseline_windows, 1)
     from judgegap.report.monitor_view import build_monitor_report
 
     res = monitor_log(log, window=window, score_range=(score_min, score_max), baseline_windows=baseline_windows,

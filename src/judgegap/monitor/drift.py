@@ -49,9 +49,11 @@ class MonitorResult:
     bad_examples: list[str]
     baseline: dict[str, Any]
     flagged: list[str] = field(default_factory=list)
+    n_out_of_range: int = 0
 
     def to_dict(self) -> dict[str, Any]:
-        return {"n_lines": self.n_lines, "n_bad_lines": self.n_bad, "bad_line_examples": self.bad_examples,
+        return {"n_lines": self.n_lines, "n_bad_lines": self.n_bad, "n_out_of_range": self.n_out_of_range,
+                "bad_line_examples": self.bad_examples,
                 "baseline": self.baseline, "windows": self.windows, "flagged_windows": self.flagged,
                 "drift": bool(self.flagged), "schema": LOG_SCHEMA}
 
@@ -108,13 +110,33 @@ def _histogram_test(a: np.ndarray, b: np.ndarray, edges: np.ndarray) -> float:
     return float(stats.chi2_contingency(np.vstack([ha[keep], hb[keep]]))[1])
 
 
+def split_out_of_range(scores: np.ndarray, score_range: tuple[float, float], source: str) -> np.ndarray:
+    """Mask of self-scores inside the declared scale; refuses when most are outside it.
+
+    Clipping a 10-100 log to 1..10 made every score 10 and reported "no drift"; out-of-range
+    scores are now excluded and counted, and a log mostly off-scale is an error."""
+    lo, hi = score_range
+    ok = (scores >= lo) & (scores <= hi)
+    n_out = int((~ok).sum())
+    if n_out * 2 > len(scores):
+        example = float(scores[~ok][0])
+        raise DataError(f"{source}: {n_out} of {len(scores)} self-scores lie outside the declared scale"
+                        f" {lo:g}..{hi:g} (e.g. {example:g}); set --score-min / --score-max to the log's scale")
+    return ok
+
+
 def monitor_log(path: Path, window: str = "1D", score_range: tuple[float, float] = (1.0, 10.0),
                 baseline_windows: int = 1, psi_threshold: float = 0.2, n_bins: int = 10,
                 min_window: int = 20, n_resamples: int = 1000, seed: int = 12345) -> MonitorResult:
     """Per-window score distribution and calibration, compared with the baseline windows."""
     df, total, bad, examples = read_log(path)
     lo, hi = score_range
-    df["conf"] = ((df["score"] - lo) / (hi - lo)).clip(0, 1)
+    inside = split_out_of_range(df["score"].to_numpy(float), score_range, str(path))
+    n_out_of_range = int((~inside).sum())
+    if n_out_of_range:
+        examples = examples + [f"{n_out_of_range} self-score(s) outside {lo:g}..{hi:g} excluded"]
+    df = df[inside].reset_index(drop=True)
+    df["conf"] = (df["score"] - lo) / (hi - lo)
     try:
         df["window"] = df["time"].dt.floor(window)
     except ValueError as exc:
@@ -165,4 +187,4 @@ def monitor_log(path: Path, window: str = "1D", score_range: tuple[float, float]
         if reasons:
             flagged.append(str(w))
         wins.append(row)
-    return MonitorResult(wins, total, bad, examples, baseline, flagged)
+    return MonitorResult(wins, total, bad, examples, baseline, flagged, n_out_of_range)
