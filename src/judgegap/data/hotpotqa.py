@@ -11,6 +11,7 @@ from pathlib import Path
 
 from judgegap.data.io import read_records, require
 from judgegap.data.registry import DatasetSpec, register_dataset
+from judgegap.data.schemas import HotpotRecord, IrcotRecord, checked
 from judgegap.data.types import QAItem
 
 
@@ -21,27 +22,22 @@ def join_paragraphs(paragraphs: list[tuple[str, str]]) -> str:
 
 def parse_hotpotqa(path: Path) -> list[QAItem]:
     items: list[QAItem] = []
-    for i, rec in enumerate(read_records(path)):
-        require({"_id", "question", "answer", "context"} <= rec.keys(), path,
-                f"record {i} lacks _id/question/answer/context (official distractor schema)")
-        require(isinstance(rec["context"], list) and all(
-            isinstance(p, list) and len(p) == 2 for p in rec["context"]), path,
-            f"record {i}: context must be [[title, [sentences]], ...]")
-        paras = [(t, "".join(sents)) for t, sents in rec["context"]]
-        sf = rec.get("supporting_facts") or []
+    for i, raw in enumerate(read_records(path)):
+        rec = checked(HotpotRecord, raw, path, f"record {i}")
+        paras = [(t, "".join(sents)) for t, sents in rec.context]
         items.append(QAItem(
-            id=str(rec["_id"]),
+            id=rec.id,
             dataset="hotpotqa",
             context=join_paragraphs(paras),
-            question=rec["question"],
-            answers=(str(rec["answer"]),),
+            question=rec.question,
+            answers=(rec.answer,),
             answerable=True,
             metadata={
-                "question_type": rec.get("type", ""),
-                "level": rec.get("level", ""),
+                "question_type": rec.type,
+                "level": rec.level,
                 "hops": 2,
-                "supporting_titles": sorted({t for t, _ in sf}),
-                "supporting_facts": [list(x) for x in sf],
+                "supporting_titles": sorted({t for t, _ in rec.supporting_facts}),
+                "supporting_facts": [list(x) for x in rec.supporting_facts],
             },
         ))
     return items
@@ -49,27 +45,27 @@ def parse_hotpotqa(path: Path) -> list[QAItem]:
 
 def parse_hotpotqa_ircot(path: Path) -> list[QAItem]:
     items: list[QAItem] = []
-    for i, rec in enumerate(read_records(path)):
-        require({"question_id", "question_text", "answers_objects", "contexts"} <= rec.keys(), path,
-                f"record {i} lacks question_id/question_text/answers_objects/contexts (IRCoT format)")
+    for i, raw in enumerate(read_records(path)):
+        rec = checked(IrcotRecord, raw, path, f"record {i}")
         answers: list[str] = []
-        for obj in rec["answers_objects"]:
-            if obj.get("spans"):
-                answers.append(", ".join(obj["spans"]))
-            elif obj.get("number"):
-                answers.append(str(obj["number"]))
-        paras = [(c["title"], c["paragraph_text"]) for c in rec["contexts"]]
+        for obj in rec.answers_objects:
+            if obj.spans:
+                answers.append(", ".join(obj.spans))
+            elif obj.number not in (None, ""):
+                answers.append(str(obj.number))
+        require(bool(answers), path, f"record {i} (id {rec.question_id!r}): no answer in answers_objects")
+        paras = [(c.title, c.paragraph_text) for c in rec.contexts]
         items.append(QAItem(
-            id=str(rec["question_id"]),
+            id=rec.question_id,
             dataset="hotpotqa-ircot",
             context=join_paragraphs(paras),
-            question=rec["question_text"],
+            question=rec.question_text,
             answers=tuple(dict.fromkeys(answers)),
             answerable=True,
             metadata={
                 "question_type": "",
                 "hops": 2,
-                "supporting_titles": sorted({c["title"] for c in rec["contexts"] if c.get("is_supporting")}),
+                "supporting_titles": sorted({c.title for c in rec.contexts if c.is_supporting}),
             },
         ))
     return items

@@ -11,34 +11,31 @@ from pathlib import Path
 from judgegap.data.hotpotqa import join_paragraphs
 from judgegap.data.io import read_records, require
 from judgegap.data.registry import DatasetSpec, register_dataset
+from judgegap.data.schemas import MusiqueRecord, checked
 from judgegap.data.types import QAItem
 
 
 def _make_parser(dataset: str):
     def parse(path: Path) -> list[QAItem]:
         items: list[QAItem] = []
-        for i, rec in enumerate(read_records(path)):
-            require({"id", "question", "answer", "paragraphs"} <= rec.keys(), path,
-                     f"record {i} lacks id/question/answer/paragraphs (official MuSiQue schema)")
-            require(isinstance(rec["paragraphs"], list) and all(
-                isinstance(p, dict) and "paragraph_text" in p for p in rec["paragraphs"]), path,
-                f"record {i}: paragraphs must be objects with paragraph_text")
-            answerable = bool(rec.get("answerable", True))
-            golds = tuple(dict.fromkeys([str(rec["answer"])] + [str(a) for a in rec.get("answer_aliases", [])]))
-            qtype = str(rec["id"]).split("__")[0]
+        for i, raw in enumerate(read_records(path)):
+            rec = checked(MusiqueRecord, raw, path, f"record {i}")
+            answerable = rec.answerable
+            golds = tuple(dict.fromkeys([rec.answer] + list(rec.answer_aliases)))
+            qtype = rec.id.split("__")[0]
             hops = int(qtype[0]) if qtype[:1].isdigit() else None
             items.append(QAItem(
-                id=str(rec["id"]),
+                id=rec.id,
                 dataset=dataset,
-                context=join_paragraphs([(p.get("title", ""), p["paragraph_text"]) for p in rec["paragraphs"]]),
-                question=rec["question"],
+                context=join_paragraphs([(p.title, p.paragraph_text) for p in rec.paragraphs]),
+                question=rec.question,
                 answers=golds if answerable else (),
                 answerable=answerable,
                 metadata={
                     "question_type": qtype,
                     "hops": hops,
-                    "supporting_idx": [p.get("idx") for p in rec["paragraphs"] if p.get("is_supporting")],
-                    "supporting_titles": [p.get("title", "") for p in rec["paragraphs"] if p.get("is_supporting")],
+                    "supporting_idx": [p.idx for p in rec.paragraphs if p.is_supporting],
+                    "supporting_titles": [p.title for p in rec.paragraphs if p.is_supporting],
                     "reference_answers": list(golds),
                 },
             ))

@@ -7,6 +7,7 @@ from pathlib import Path
 
 from judgegap.data.io import read_json, require
 from judgegap.data.registry import DatasetSpec, register_dataset
+from judgegap.data.schemas import SquadArticle, checked
 from judgegap.data.types import QAItem
 
 _WH = ("what", "which", "who", "whom", "whose", "when", "where", "why", "how")
@@ -28,29 +29,25 @@ def parse_squad2(path: Path, dataset: str = "squad2") -> list[QAItem]:
     doc = read_json(path)
     require(isinstance(doc, dict) and isinstance(doc.get("data"), list), path, "expected {'data': [articles]}")
     items: list[QAItem] = []
-    for ai, article in enumerate(doc["data"]):
-        require(isinstance(article, dict) and isinstance(article.get("paragraphs"), list), path,
-                f"data[{ai}] has no 'paragraphs' list")
-        for pi, para in enumerate(article["paragraphs"]):
-            require(isinstance(para, dict) and isinstance(para.get("context"), str)
-                    and isinstance(para.get("qas"), list), path,
-                    f"data[{ai}].paragraphs[{pi}] needs 'context' and 'qas'")
-            for qa in para["qas"]:
-                require(isinstance(qa, dict) and {"id", "question", "answers"} <= qa.keys(), path,
-                        f"a question in data[{ai}].paragraphs[{pi}] lacks id/question/answers")
-                answers = _unique([a["text"] for a in qa["answers"]])
-                impossible = bool(qa.get("is_impossible", not answers))
+    for ai, raw in enumerate(doc["data"]):
+        article = checked(SquadArticle, raw, path, f"data[{ai}]")
+        for pi, para in enumerate(article.paragraphs):
+            for qa in para.qas:
+                answers = _unique([a.text for a in qa.answers])
+                impossible = qa.is_impossible if qa.is_impossible is not None else not answers
+                require(impossible or bool(answers), path,
+                        f"data[{ai}].paragraphs[{pi}] question {qa.id!r}: answerable but no answers")
                 items.append(QAItem(
-                    id=str(qa["id"]),
+                    id=qa.id,
                     dataset=dataset,
-                    context=para["context"],
-                    question=qa["question"],
+                    context=para.context,
+                    question=qa.question,
                     answers=() if impossible else answers,
                     answerable=not impossible,
                     metadata={
-                        "title": article.get("title", ""),
-                        "question_type": question_type(qa["question"]),
-                        "plausible_answers": list(_unique([a["text"] for a in qa.get("plausible_answers", [])])),
+                        "title": article.title,
+                        "question_type": question_type(qa.question),
+                        "plausible_answers": list(_unique([a.text for a in qa.plausible_answers])),
                     },
                 ))
     return items
