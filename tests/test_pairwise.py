@@ -41,10 +41,17 @@ def test_agreement_on_hand_labels():
     ref = ["A", "A", "B", "B", "tie", "A"]
     pred = ["A", "B", "B", "tie", "tie", None]
     rep = agreement_report(ref, pred, n_resamples=200)
-    assert rep["accuracy_with_ties"].value == pytest.approx(3 / 6)  # A, B, tie right; None counts as tie
+    assert rep["accuracy_with_ties"].value == pytest.approx(3 / 6)  # A, B, tie right; None is never right
     assert rep["accuracy_without_ties"].value == pytest.approx(2 / 5)  # ref ties dropped, judge tie is wrong
     assert rep["n_unparsed"] == 1 and rep["n_reference_ties"] == 1
-    assert rep["kappa"].value == pytest.approx(cohen_kappa_score(ref, ["A", "B", "B", "tie", "tie", "tie"]))
+    assert rep["kappa"].value == pytest.approx(cohen_kappa_score(ref, ["A", "B", "B", "tie", "tie", "none"]))
+
+
+def test_unparseable_verdict_never_earns_credit_on_a_tie():
+    """Before: None was read as 'tie' and scored correct wherever the humans said tie."""
+    rep = agreement_report(["tie", "tie", "A"], [None, None, "A"], n_resamples=100)
+    assert rep["accuracy_with_ties"].value == pytest.approx(1 / 3)
+    assert rep["judge_tie_rate"].value == 0.0
 
 
 def test_always_first_judge_has_no_position_consistency():
@@ -137,13 +144,33 @@ def test_agreement_cli_reproduces_published_pandalm_numbers(data_dir):
                 "--data-dir", str(data_dir), "--json")
     assert r.returncode == 0, r.stderr
     res = json.loads(r.stdout)
-    assert res["accuracy_with_ties"]["value"] == pytest.approx(0.7107, abs=5e-4)
+    # the paper's number counts its 25 unparseable verdicts as ties (13 of them match a human tie)
+    assert res["published_convention"]["accuracy_with_ties"]["value"] == pytest.approx(0.7107, abs=5e-4)
     assert res["n_unparseable"] == 25 and res["n_pairs"] == 999
+    # default: the 974 judged pairs, with coverage; strict: no verdict = wrong
+    assert res["coverage"] == {"n_pairs": 999, "n_judged": 974, "rate": pytest.approx(974 / 999)}
+    assert res["accuracy_with_ties"]["value"] == pytest.approx(697 / 974, abs=5e-4)
+    assert res["accuracy_with_ties"]["n"] == 974
+    assert res["all_pairs"]["accuracy_with_ties"]["value"] == pytest.approx(697 / 999, abs=5e-4)
     assert res["kappa"]["ci_low"] < res["kappa"]["value"] < res["kappa"]["ci_high"]
     assert res["annotators"]["mean_pairwise_kappa"]["value"] > 0.8
     r = run_cli("agreement", str(folder / "pandalm-7b-testset-v1.json.gz"), "--dataset", "pandalm",
                 "--data-dir", str(data_dir), "--json")
     assert json.loads(r.stdout)["accuracy_with_ties"]["value"] == pytest.approx(0.6677, abs=5e-4)
+
+
+def test_agreement_mostly_missing_verdicts_is_scored_on_the_judged_pairs(data_dir, tmp_path):
+    """Before: 949 of 999 missing were counted as ties with n = 999 (a 95% 'tie rate')."""
+    from judgegap.data import DATASETS
+
+    items = DATASETS.get("pandalm").load(data_dir=data_dir)
+    f = tmp_path / "few.jsonl"
+    f.write_text("".join(json.dumps({"id": it.id, "verdict": "A"}) + "\n" for it in items[:50]))
+    r = run_cli("agreement", str(f), "--dataset", "pandalm", "--data-dir", str(data_dir), "--json")
+    res = json.loads(r.stdout)
+    assert res["coverage"]["n_judged"] == 50 and res["n_missing"] == 949
+    assert res["accuracy_with_ties"]["n"] == 50 and res["judge_tie_rate"]["value"] == 0.0
+    assert res["all_pairs"]["judge_tie_rate"]["value"] == 0.0
 
 
 def test_agreement_cli_bad_inputs(data_dir, tmp_path):

@@ -152,27 +152,41 @@ def agreement(
     recs = [r for _, r in saved_verdict_records(judge, dataset, items, verdicts)]
     res = summarize_pairs(recs, [], {"n_resamples": 1000, "seed": 12345})["datasets"][dataset][judge]
     oc = res["order_consistent"]
+    jp = res["judged_pairs"] or {}
+    keys = ("accuracy_with_ties", "accuracy_without_ties", "kappa", "kappa_without_ties", "macro_f1",
+            "judge_tie_rate")
     flat = {"judge": judge, "dataset": dataset, "n_pairs": res["n_pairs"], "n_missing": res["n_missing"],
-            "n_unparseable": res["n_unparseable"],
-            "accuracy_with_ties": oc["accuracy_with_ties"], "accuracy_without_ties": oc["accuracy_without_ties"],
-            "kappa": oc["kappa"], "kappa_without_ties": oc["kappa_without_ties"], "macro_f1": oc["macro_f1"],
-            "judge_tie_rate": oc["judge_tie_rate"], "length": res["length"]}
+            "n_unparseable": res["n_unparseable"], "coverage": res["coverage"],
+            **{k: jp.get(k) for k in keys},
+            "all_pairs": {"convention": "every pair scored; a missing or unparseable verdict counts as wrong",
+                          **{k: oc[k] for k in keys}},
+            "published_convention": {"convention": "every pair scored; no verdict counts as a tie and can match a"
+                                                   " human tie (how PandaLM's paper scored)",
+                                     **{k: res["published_convention"][k] for k in keys}},
+            "length": res["length"]}
     if "annotators" in res:
         flat["annotators"] = res["annotators"]
     if as_json:
         print(jsonout.dumps(flat))
         return
+    cov = flat["coverage"]
     t = Table(title=escape(f"{judge} on {dataset}: value [95% CI] (n)"))
     t.add_column("measure")
-    t.add_column("value")
-    for k in ("accuracy_with_ties", "accuracy_without_ties", "kappa", "kappa_without_ties", "macro_f1",
-              "judge_tie_rate"):
-        t.add_row(k, _e(flat[k], pct=k.startswith("acc") or k.endswith("rate")))
-    t.add_row("unparseable verdicts", str(flat["n_unparseable"]))
-    t.add_row("missing verdicts", str(flat["n_missing"]))
+    t.add_column(f"judged pairs ({cov['n_judged']} of {cov['n_pairs']})")
+    t.add_column("all pairs (no verdict = wrong)")
+    t.add_column("all pairs (no verdict = tie; published)")
+    for k in keys:
+        pct = k.startswith("acc") or k.endswith("rate")
+        t.add_row(k, _e(flat[k], pct=pct), _e(flat["all_pairs"][k], pct=pct),
+                  _e(flat["published_convention"][k], pct=pct))
+    t.add_row("unparseable verdicts", str(flat["n_unparseable"]), "", "")
+    t.add_row("missing verdicts", str(flat["n_missing"]), "", "")
     if "annotators" in flat:
-        t.add_row("human-human kappa (mean pairwise)", _e(flat["annotators"]["mean_pairwise_kappa"], pct=False))
+        t.add_row("human-human kappa (mean pairwise)", _e(flat["annotators"]["mean_pairwise_kappa"], pct=False), "", "")
     out.print(t)
+    if cov["n_judged"] < cov["n_pairs"]:
+        err.print(f"[yellow]coverage: {cov['n_judged']} of {cov['n_pairs']} pairs have a usable verdict"
+                  f" ({flat['n_missing']} missing, {flat['n_unparseable']} unparseable)[/yellow]")
 
 
 def _check_range(option: str, value: float | None, lo: float | None = None, hi: float | None = None,

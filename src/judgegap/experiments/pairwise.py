@@ -293,6 +293,16 @@ def summarize_pairs(recs: list[dict[str, Any]], self_recs: list[dict[str, Any]],
         else:
             js["n_missing"] = sum(bool(r.get("missing")) for r in rs)
             js["n_unparseable"] = sum(r["verdict"] is None and not r.get("missing") for r in rs)
+            judged = [r for r in rs if r["verdict"] is not None]
+            # default: score the pairs that have a verdict, and say how many that is; the number
+            # over all pairs (no verdict = wrong: the published convention) stays beside it
+            js["coverage"] = {"n_pairs": len(rs), "n_judged": len(judged),
+                              "rate": len(judged) / len(rs) if rs else float("nan")}
+            js["judged_pairs"] = est_dict(agreement_report([r["label"] for r in judged],
+                                                           [r["verdict"] for r in judged], **kw)) if judged else None
+            # the convention PandaLM's paper used: no verdict = "tie" (it can match a human tie)
+            js["published_convention"] = est_dict(agreement_report(
+                ref, [r["verdict"] if r["verdict"] is not None else "tie" for r in rs], **kw))
         # order-averaged verdicts: a position-biased judge's order-consistent verdicts are mostly
         # 'inconsistent', which would leave nothing to measure a length preference on
         js["length"] = est_dict(length_report([r["len_a"] for r in rs], [r["len_b"] for r in rs], ref,

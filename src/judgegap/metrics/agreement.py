@@ -19,17 +19,22 @@ from judgegap.metrics.bootstrap import Estimate, bootstrap_indices, mean_ci
 CLASSES = ("A", "B", "tie")
 
 
+NO_VERDICT = 3  # an unparseable / missing verdict: matches no reference label, ever
+
+
 def _codes(labels: Sequence[str | None]) -> np.ndarray:
-    """A=0, B=1, tie=2; 'inconsistent' and unparseable count as a tie (no preference)."""
+    """A=0, B=1, tie=2; 'inconsistent' (the two orders disagree) counts as a tie, the usual
+    convention; an unparseable verdict (None) is its own code, so it never earns credit — before,
+    it was read as a tie and scored as correct on every pair the humans called a tie."""
     m = {"A": 0, "B": 1, "tie": 2}
-    return np.array([m.get(x, 2) if x is not None else 2 for x in labels], dtype=int)
+    return np.array([m.get(x, 2) if x is not None else NO_VERDICT for x in labels], dtype=int)
 
 
-def confusion(a: np.ndarray, b: np.ndarray, k: int = 3) -> np.ndarray:
+def confusion(a: np.ndarray, b: np.ndarray, k: int = 4) -> np.ndarray:
     return np.bincount(a * k + b, minlength=k * k).reshape(k, k).astype(float)
 
 
-def cohen_kappa(a: np.ndarray, b: np.ndarray, k: int = 3) -> float:
+def cohen_kappa(a: np.ndarray, b: np.ndarray, k: int = 4) -> float:
     """Cohen's kappa of two integer label arrays (NaN when undefined)."""
     if len(a) == 0:
         return float("nan")
@@ -42,7 +47,7 @@ def cohen_kappa(a: np.ndarray, b: np.ndarray, k: int = 3) -> float:
     return float((po - pe) / (1 - pe))
 
 
-def macro_f1(ref: np.ndarray, pred: np.ndarray, k: int = 3) -> float:
+def macro_f1(ref: np.ndarray, pred: np.ndarray, k: int = 4) -> float:
     """Macro-F1 over the classes present in ``ref`` or ``pred`` (scikit-learn's default)."""
     c = confusion(ref, pred, k)
     present = (c.sum(0) + c.sum(1)) > 0
