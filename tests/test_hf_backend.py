@@ -88,3 +88,20 @@ def test_bad_models_give_one_clear_error(tmp_path):
         HFBackend("no-such-model")
     with pytest.raises(BackendError, match="no config.json"):
         HFBackend(str(tmp_path))
+
+
+def test_batches_do_not_depend_on_free_memory(tiny_model, monkeypatch):
+    """Before: the CPU token budget came from psutil's available memory, so the same config batched
+    differently under load (and could flip greedy near-ties)."""
+    import psutil
+
+    from judgegap.backends.hf import HFBackend
+
+    be = HFBackend(str(tiny_model))
+    lengths = [300, 280, 250, 240, 200, 120, 90, 60, 30, 20] * 3
+    plans = []
+    for avail in (64 << 30, 300 << 20, 20 << 20):
+        monkeypatch.setattr(psutil, "virtual_memory", lambda a=avail: type("VM", (), {"available": a})())
+        plans.append((be._batches(lengths, generate=True), be._batches(lengths)))
+    assert plans[0] == plans[1] == plans[2]
+    assert be.stats()["batching"]["generate_token_budget"] == 4096

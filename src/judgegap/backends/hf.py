@@ -205,31 +205,25 @@ class HFBackend(Backend):
         return ids
 
     def _token_budget(self, generate: bool = False) -> int:
-        """Tokens per batch. On CPU prefill is compute-bound and padding only costs, so
-        batches stay small; on a GPU they grow with free memory."""
+        """Tokens per batch: a function of the model, the device and its TOTAL memory only.
+
+        Batch composition changes padding and float summation order, which can flip greedy
+        near-ties; a budget from *free* memory made the same config give different numbers
+        under load. On CPU prefill is compute-bound and padding only costs, so batches stay
+        small and fixed; on a GPU they grow with its total memory (recorded in ``stats``)."""
         if isinstance(self._batch_size, int):
             return 0
+        if self.device != "cuda":
+            # measured on 2 cores, SmolLM2, ~250-token prompts: scoring is fastest at batch 1-4,
+            # 16-token generation at batch 16 (0.74 items/s vs 0.66 at batch 4)
+            return 4096 if generate else 1024
         cfg = self.model.config
         layers = getattr(cfg, "num_hidden_layers", 24)
         hidden = getattr(cfg, "hidden_size", 1024)
         per_token = (2 * layers * hidden + 16 * hidden) * (2 if self.dtype_name != "float32" else 4)
-        try:
-            if self.device == "cuda":
-                free = self.torch.cuda.mem_get_info()[0]
-            else:
-                import psutil
-
-                free = psutil.virtual_memory().available
-        except Exception:  # noqa: BLE001
-            free = 4 << 30
-        budget = int(free * 0.2 / per_token)
-        if self.device == "cuda":
-            cap = 65536
-        else:
-            # measured on 2 cores, SmolLM2, ~250-token prompts: scoring is fastest at batch 1-4,
-            # 16-token generation at batch 16 (0.74 items/s vs 0.66 at batch 4)
-            cap = 4096 if generate else 1024
-        return max(256, min(budget, cap))
+        total = self.torch.cuda.get_device_properties(self.torch.cuda.current_device()).total_memory
+        weights = sum(p.numel() * p.element_size() for p in self.model.parameters())
+        return max(256, min(int(max(total - weights, 0) * 0.5 / per_token), 65536))
 
     def _batches(self, lengths: list[int], generate: bool = False) -> list[list[int]]:
         order = sorted(range(len(lengths)), key=lambda i: -lengths[i])
@@ -491,4 +485,6 @@ class HFBackend(Backend):
 
     def stats(self) -> dict[str, Any]:
         return {"forward_passes": self.forward_passes, "prefix_tokens_saved": self.prefix_tokens_saved,
-                "load_seconds": round(self.load_seconds, 2)}
+                "load_seconds": round(self.load_seconds, 2), "device": self.device,
+                "batching": {"batch_size": self._batch_size, "generate_token_budget": self._token_budget(True),
+                             "score_token_budget": self._token_budget(False)}}
