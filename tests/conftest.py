@@ -26,10 +26,16 @@ def data_dir() -> Path:
 
 
 @pytest.fixture(autouse=True)
-def _isolated_cache(tmp_path_factory, monkeypatch):
-    # converted GGUF weights are shared across tests (slow to make); everything else is per test
+def _isolated_cache(tmp_path_factory, tmp_path, monkeypatch):
+    # converted GGUF weights are shared across tests (slow to make); the call cache is per test
     cache = Path(os.environ.get("JUDGEGAP_TEST_CACHE", tmp_path_factory.getbasetemp() / "cache"))
     monkeypatch.setenv("JUDGEGAP_CACHE_DIR", str(Path(os.environ.get("JUDGEGAP_CACHE_DIR", cache))))
+    monkeypatch.setenv("JUDGEGAP_CALL_CACHE", str(tmp_path / "calls.sqlite"))
+
+
+def call_cache_file() -> Path:
+    """The call cache this test's runs use (set per test by the autouse fixture)."""
+    return Path(os.environ["JUDGEGAP_CALL_CACHE"])
 
 
 CHATML = ("{% for m in messages %}<|im_start|>{{ m['role'] }}\n{{ m['content'] }}<|im_end|>\n{% endfor %}"

@@ -16,7 +16,7 @@ from werkzeug import Request, Response
 from judgegap.backends.base import ChatPrompt, GenRequest
 from judgegap.backends.openai_compat import OpenAIBackend
 from judgegap.errors import BackendError
-from tests.conftest import run_cli
+from tests.conftest import call_cache_file, run_cli
 
 
 def _ok(body: dict, with_logprobs: bool = True) -> Response:
@@ -165,7 +165,7 @@ def test_kill_9_then_resume_with_the_openai_backend(httpserver, tmp_path, data_d
                        "concurrency": 1}],
            "experiments": ["asymmetry"]}
     (tmp_path / "c.yaml").write_text(yaml.safe_dump(cfg))
-    db = tmp_path / "out" / "judgegap.sqlite"
+    db = call_cache_file()
     proc = subprocess.Popen([sys.executable, "-m", "judgegap.cli", "run", str(tmp_path / "c.yaml")],
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
 

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from tests.conftest import run_cli
+from tests.conftest import call_cache_file, run_cli
 
 
 def _config(tmp_path: Path, model_dir: Path, data_dir: Path, n: int, out: str = "out", **extra) -> Path:
@@ -72,7 +72,7 @@ def _count(db: Path) -> int:
 
 def test_kill_9_then_resume_repeats_no_completed_call(tmp_path, tiny_model, data_dir):
     cfg = _config(tmp_path, tiny_model, data_dir, n=30)
-    db = tmp_path / "out" / "judgegap.sqlite"
+    db = call_cache_file()
     proc = subprocess.Popen([sys.executable, "-m", "judgegap.cli", "run", str(cfg)],
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     deadline = time.time() + 240

@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from tests.conftest import cli_inproc, run_cli
+from tests.conftest import call_cache_file, cli_inproc, run_cli
 
 
 def _cfg(tmp_path: Path, data_dir: Path, n: int = 6, seed: int = 0, out: str = "out", exps=None,
@@ -99,7 +99,7 @@ def test_kill_9_marks_the_run_interrupted_and_report_says_so(tmp_path, data_dir)
 
     def n_calls() -> int:
         try:
-            with sqlite3.connect(db, timeout=1) as c:
+            with sqlite3.connect(call_cache_file(), timeout=1) as c:
                 return c.execute("SELECT COUNT(*) FROM calls").fetchone()[0]
         except sqlite3.Error:
             return 0
@@ -225,3 +225,26 @@ def test_n_larger_than_the_dataset_is_reported_truthfully(tmp_path, data_dir):
     assert "musique: n=5000 requested, 200 available" in p.stderr
     s = json.loads((tmp_path / "out" / "summary.json").read_text())
     assert s["datasets"]["musique"] == {"requested": 5000, "n": 200}
+
+
+def test_call_cache_outlives_the_run_dir_and_is_shared_by_two_processes(tmp_path, data_dir):
+    """Two runs in different output dirs at once, one cache file: both complete, the cache is
+    intact, and a third run in a new dir makes no model call at all."""
+    a = _cfg(tmp_path, data_dir, n=30, out="a", latency=0.01, name="a.yaml")
+    b = _cfg(tmp_path, data_dir, n=30, out="b", latency=0.01, name="b.yaml")
+    procs = [subprocess.Popen([sys.executable, "-m", "judgegap.cli", "run", str(c)], stdout=subprocess.PIPE,
+                              stderr=subprocess.PIPE, text=True) for c in (a, b)]
+    for p in procs:
+        _, err = p.communicate(timeout=240)
+        assert p.returncode == 0, err
+    with sqlite3.connect(call_cache_file()) as c:
+        assert c.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
+        n = c.execute("SELECT COUNT(*) FROM calls").fetchone()[0]
+    assert n == 30 + 30 * 3  # one answer per item, judgements of own answer + gold + wrong span (shared)
+    c = _cfg(tmp_path, data_dir, n=30, out="c", name="c.yaml")
+    assert cli_inproc("run", str(c)).returncode == 0
+    summary = json.loads((tmp_path / "c" / "summary.json").read_text())
+    assert summary["run"]["cache_misses"] == 0 and summary["run"]["cache_hits"] > 0
+    assert summary["run"]["backends"]["s"]["calls"] == {"generate": 0, "score_choices": 0, "top_logprobs": 0}
+    sa = json.loads((tmp_path / "a" / "summary.json").read_text())["experiments"]
+    assert sa == summary["experiments"]

@@ -518,7 +518,15 @@ def store_export(
     if table not in ("records", "calls", "runs"):
         raise JudgegapError(f"unknown table {table!r} (records, calls, runs)")
     path = dest or output_dir / f"{table}.jsonl"
-    n = Store.in_dir(output_dir).export_jsonl(table, path)
+    store = Store.in_dir(output_dir)
+    if table == "calls":  # the run's calls live in the call cache it used
+        from judgegap.store.calls import CallCache
+
+        last = store.last_run()
+        cache = CallCache((last["config"].get("call_cache") if last else None) or None)
+        n = _export_calls(cache, path)
+    else:
+        n = store.export_jsonl(table, path)
     out.print(f"wrote {n} rows to {escape(str(path))}")
 
 
@@ -528,6 +536,17 @@ def _on_signal(signum: int, _frame: Any) -> None:
     from judgegap.errors import Interrupted
 
     raise Interrupted("interrupted: completed model calls are stored; rerun with --resume to continue")
+
+
+def _export_calls(cache: Any, path: Path) -> int:
+    tmp = path.with_suffix(path.suffix + ".tmp")
+    n = 0
+    with tmp.open("w", encoding="utf-8") as fh:
+        for r in cache.iter_calls():
+            fh.write(jsonout.dumps(r, ensure_ascii=False) + "\n")
+            n += 1
+    tmp.replace(path)
+    return n
 
 
 def main() -> None:

@@ -110,6 +110,8 @@ class RunConfig(_Strict):
     models: list[ModelConfig] = Field(min_length=1)
     experiments: list[ExperimentConfig] = Field(min_length=1)
     bootstrap_resamples: int = Field(default=1000, ge=100, le=100000)
+    call_cache: Path | None = Field(default=None, description="SQLite file of cached model calls, shared by"
+                                    " runs (default: $JUDGEGAP_CALL_CACHE, else ~/.cache/judgegap/calls.sqlite)")
 
     @field_validator("experiments", mode="before")
     @classmethod

@@ -12,7 +12,8 @@ from collections.abc import Callable, Sequence
 from typing import Any, TypeVar
 
 from judgegap.backends.base import Backend, ChatPrompt, Completion, GenRequest
-from judgegap.store import Store, call_key
+from judgegap.store import call_key
+from judgegap.store.calls import CallCache
 
 T = TypeVar("T")
 R = TypeVar("R")
@@ -21,7 +22,7 @@ R = TypeVar("R")
 class CachedBackend:
     """Same methods as :class:`Backend`, answered from the store where possible."""
 
-    def __init__(self, backend: Backend, store: Store, label: str, chunk_size: int = 16,
+    def __init__(self, backend: Backend, store: CallCache, label: str, chunk_size: int = 16,
                  progress: Callable[[int], None] | None = None) -> None:
         self.backend = backend
         self.store = store

@@ -22,6 +22,7 @@ from judgegap.errors import Interrupted, JudgegapError
 from judgegap.experiments.base import EXPERIMENTS, RunContext
 from judgegap.experiments.progress import make_progress
 from judgegap.store import Store, jsonout
+from judgegap.store.calls import CallCache
 from judgegap.store.rundir import (RESULT_FILES, RunLock, config_diff, config_hash, foreign_result_files,  # noqa: F401
                                    is_locked, record_written, remove_written)
 
@@ -139,6 +140,7 @@ def _run_locked(cfg: RunConfig, out: Path, config_dict: dict[str, Any], datasets
     store.mark_stale_runs()
     store.start_run(cfg.name, config_dict, environment(), cfg.seed, config_hash(config_dict))
     store.log_event("datasets", dataset_counts(cfg, datasets))
+    calls = CallCache(cfg.call_cache)
     backends: dict[str, CachedBackend] = {}
     model_cfgs = {m.name: m for m in cfg.models}
 
@@ -147,7 +149,7 @@ def _run_locked(cfg: RunConfig, out: Path, config_dict: dict[str, Any], datasets
             mc = model_cfgs[name]
             console.print(f"[dim]loading model {escape(name)} ({escape(mc.backend)}: {escape(mc.model)})...[/dim]")
             t0 = time.perf_counter()
-            backends[name] = CachedBackend(make_backend(mc), store, label=name)
+            backends[name] = CachedBackend(make_backend(mc), calls, label=name)
             console.print(f"[dim]loaded {escape(name)} in {time.perf_counter() - t0:.1f}s[/dim]")
         return backends[name]
 
@@ -166,7 +168,7 @@ def _run_locked(cfg: RunConfig, out: Path, config_dict: dict[str, Any], datasets
     finally:
         run_stats = {
             "elapsed_s": round(time.perf_counter() - t_start, 2),
-            "cache_hits": store.hits, "cache_misses": store.misses,
+            "cache_hits": calls.hits, "cache_misses": calls.misses, "call_cache": str(calls.path),
             "backends": {n: b.backend.stats() for n, b in backends.items()},
             "items": {k: len(v) for k, v in datasets.items()},
         }
@@ -174,6 +176,7 @@ def _run_locked(cfg: RunConfig, out: Path, config_dict: dict[str, Any], datasets
             store.finish_run(status, {"run": run_stats})
         for b in backends.values():
             b.backend.close()
+        calls.close()
     store.finish_run("completed", None)
     summary = summarize_store(store)
     summary["run"] = run_stats

@@ -25,7 +25,7 @@ from judgegap.errors import JudgegapError
 LOCK_NAME = ".judgegap.lock"
 MANIFEST_NAME = ".judgegap-manifest"
 RESULT_FILES = ("results.jsonl", "summary.json", "report.html")
-IGNORED_FOR_HASH = ("output_dir",)
+IGNORED_FOR_HASH = ("output_dir", "call_cache")  # where things are written never changes results
 
 
 def result_config(config: dict[str, Any]) -> dict[str, Any]:

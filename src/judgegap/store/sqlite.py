@@ -1,10 +1,9 @@
 """The results store: one SQLite file per output directory.
 
-``calls`` caches every model call under a hash of everything that changes its output
-(backend, model fingerprint, method, prompt, parameters), so a run killed at any point
-resumes without repeating a completed call. ``runs`` records config, versions, git
-commit and seed of each run; ``records`` holds the experiment's typed results, from
-which reports are rebuilt without calling any model.
+``runs`` records config (and its hash), versions, git commit, seed and status of each
+run; ``records`` holds the experiment's results, scoped to the config hash, from which
+reports are rebuilt without calling any model. Model calls are NOT kept here: they live
+in the call cache (:mod:`judgegap.store.calls`), which outlives run directories.
 """
 
 from __future__ import annotations
@@ -33,17 +32,6 @@ CREATE TABLE IF NOT EXISTS runs (
     env_json TEXT NOT NULL,
     summary_json TEXT,
     config_hash TEXT
-);
-CREATE TABLE IF NOT EXISTS calls (
-    key TEXT PRIMARY KEY,
-    backend TEXT NOT NULL,
-    model TEXT NOT NULL,
-    method TEXT NOT NULL,
-    request_json TEXT NOT NULL,
-    response_json TEXT NOT NULL,
-    elapsed_s REAL,
-    created_at REAL NOT NULL,
-    run_id INTEGER
 );
 CREATE TABLE IF NOT EXISTS records (
     run_id INTEGER NOT NULL,
@@ -97,8 +85,6 @@ class Store:
         self._lock = threading.RLock()
         self.run_id: int | None = None
         self.scope = ""  # the config hash whose records this store reads and writes
-        self.hits = 0
-        self.misses = 0
         last = self.last_run() if existed else None
         if last is not None:
             self.scope = last.get("config_hash") or ""
@@ -193,46 +179,6 @@ class Store:
             rows = self._conn.execute(q, args).fetchall()
         return [{"run_id": r[0], "at": r[1], "kind": r[2], **json.loads(r[3])} for r in rows]
 
-    # -- calls ----------------------------------------------------------------
-    def get_calls(self, keys: Iterable[str]) -> dict[str, dict[str, Any]]:
-        keys = list(keys)
-        out: dict[str, dict[str, Any]] = {}
-        with self._lock:
-            for i in range(0, len(keys), 500):
-                chunk = keys[i:i + 500]
-                q = f"SELECT key, response_json FROM calls WHERE key IN ({','.join('?' * len(chunk))})"
-                for k, resp in self._conn.execute(q, chunk):
-                    out[k] = json.loads(resp)
-        self.hits += len(out)
-        self.misses += len(keys) - len(out)
-        return out
-
-    def put_calls(self, rows: Iterable[tuple[str, str, str, str, dict[str, Any], dict[str, Any], float]]) -> None:
-        """Insert (key, backend, model, method, request, response, elapsed_s) rows atomically."""
-        now = time.time()
-        with self._lock, self._conn:
-            self._conn.executemany(
-                "INSERT OR REPLACE INTO calls(key, backend, model, method, request_json, response_json,"
-                " elapsed_s, created_at, run_id) VALUES (?,?,?,?,?,?,?,?,?)",
-                [(k, b, m, meth, canonical_json(req), canonical_json(resp), el, now, self.run_id)
-                 for k, b, m, meth, req, resp, el in rows],
-            )
-
-    def count_calls(self, method: str | None = None) -> int:
-        with self._lock:
-            if method:
-                return int(self._conn.execute("SELECT COUNT(*) FROM calls WHERE method=?", (method,)).fetchone()[0])
-            return int(self._conn.execute("SELECT COUNT(*) FROM calls").fetchone()[0])
-
-    def iter_calls(self) -> Iterator[dict[str, Any]]:
-        with self._lock:
-            rows = self._conn.execute(
-                "SELECT key, backend, model, method, request_json, response_json, elapsed_s, created_at, run_id"
-                " FROM calls ORDER BY created_at").fetchall()
-        for r in rows:
-            yield {"key": r[0], "backend": r[1], "model": r[2], "method": r[3], "request": json.loads(r[4]),
-                   "response": json.loads(r[5]), "elapsed_s": r[6], "created_at": r[7], "run_id": r[8]}
-
     # -- records --------------------------------------------------------------
     def put_records(self, experiment: str, kind: str, records: Iterable[tuple[str, dict[str, Any]]]) -> None:
         with self._lock, self._conn:
@@ -255,8 +201,6 @@ class Store:
         """A table as a pandas DataFrame (records are flattened one level)."""
         import pandas as pd
 
-        if table == "calls":
-            return pd.DataFrame(list(self.iter_calls()))
         if table == "runs":
             return pd.DataFrame(self.runs())
         if table == "records":
@@ -265,14 +209,12 @@ class Store:
                                           (self.scope,)).fetchall()
             return pd.json_normalize([{"experiment": e, "kind": k, **json.loads(j)} for e, k, j in rows],
                                      max_level=0)
-        raise JudgegapError(f"unknown table {table!r} (calls, runs, records)")
+        raise JudgegapError(f"unknown table {table!r} (runs, records; calls live in the call cache)")
 
     def export_jsonl(self, table: str, path: Path) -> int:
         """Write a table as JSON Lines; returns the number of lines."""
-        if table == "calls":
-            rows: Iterable[dict[str, Any]] = self.iter_calls()
-        elif table == "runs":
-            rows = self.runs()
+        if table == "runs":
+            rows: Iterable[dict[str, Any]] = self.runs()
         else:
             with self._lock:
                 raw = self._conn.execute("SELECT experiment, kind, record_json FROM records WHERE scope=?"

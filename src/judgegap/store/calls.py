@@ -1,0 +1,119 @@
+"""The call cache: every model call, keyed by everything that can change its output.
+
+Key = sha256 of (backend, model fingerprint, method, full request) — so a call made by one
+run is reused by any later run, in any output directory, that makes the same call. It is
+one SQLite file (default ``~/.cache/judgegap/calls.sqlite``; ``call_cache:`` in the config
+or ``JUDGEGAP_CALL_CACHE`` override) separate from run directories: deleting or overwriting
+a run never throws away model work, and a damaged run store never damages the cache.
+
+Several processes may share it: SQLite's own locking (WAL journal, busy timeout) serialises
+writers; each chunk of results is committed as soon as it is computed, so ``kill -9`` loses at
+most one chunk.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sqlite3
+import threading
+import time
+from collections.abc import Iterable, Iterator
+from pathlib import Path
+from typing import Any
+
+from judgegap.errors import JudgegapError
+from judgegap.store.sqlite import canonical_json
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS calls (
+    key TEXT PRIMARY KEY,
+    backend TEXT NOT NULL,
+    model TEXT NOT NULL,
+    method TEXT NOT NULL,
+    request_json TEXT NOT NULL,
+    response_json TEXT NOT NULL,
+    elapsed_s REAL,
+    created_at REAL NOT NULL
+);
+"""
+
+
+def default_cache_path() -> Path:
+    env = os.environ.get("JUDGEGAP_CALL_CACHE")
+    if env:
+        return Path(env).expanduser()
+    from judgegap.backends.models import cache_dir
+
+    return cache_dir() / "calls.sqlite"
+
+
+class CallCache:
+    """Thread- and process-safe SQLite cache of model calls."""
+
+    def __init__(self, path: Path | str | None = None) -> None:
+        self.path = Path(path) if path else default_cache_path()
+        existed = self.path.is_file()
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            self._conn = sqlite3.connect(self.path, check_same_thread=False, timeout=60.0)
+            if existed:
+                rows = self._conn.execute("PRAGMA quick_check").fetchall()
+                if rows != [("ok",)]:
+                    self._conn.close()
+                    detail = " ".join("; ".join(str(r[0]) for r in rows[:2]).split())
+                    raise JudgegapError(f"call cache {self.path} is damaged ({detail}); move it away (runs will"
+                                        " recompute their model calls) or set call_cache: to another file")
+            self._conn.execute("PRAGMA journal_mode=WAL")
+            self._conn.execute("PRAGMA synchronous=NORMAL")
+            self._conn.executescript(SCHEMA)
+        except JudgegapError:
+            raise
+        except (OSError, sqlite3.Error) as exc:
+            raise JudgegapError(f"cannot open call cache {self.path}: {exc}") from None
+        self._lock = threading.RLock()
+        self.hits = 0
+        self.misses = 0
+
+    def close(self) -> None:
+        with self._lock:
+            self._conn.close()
+
+    def get_calls(self, keys: Iterable[str]) -> dict[str, dict[str, Any]]:
+        keys = list(keys)
+        out: dict[str, dict[str, Any]] = {}
+        with self._lock:
+            for i in range(0, len(keys), 500):
+                chunk = keys[i:i + 500]
+                q = f"SELECT key, response_json FROM calls WHERE key IN ({','.join('?' * len(chunk))})"
+                for k, resp in self._conn.execute(q, chunk):
+                    out[k] = json.loads(resp)
+        self.hits += len(out)
+        self.misses += len(keys) - len(out)
+        return out
+
+    def put_calls(self, rows: Iterable[tuple[str, str, str, str, dict[str, Any], dict[str, Any], float]]) -> None:
+        """Insert (key, backend, model, method, request, response, elapsed_s) rows in one transaction."""
+        now = time.time()
+        with self._lock, self._conn:
+            self._conn.executemany(
+                "INSERT OR REPLACE INTO calls(key, backend, model, method, request_json, response_json,"
+                " elapsed_s, created_at) VALUES (?,?,?,?,?,?,?,?)",
+                [(k, b, m, meth, canonical_json(req), canonical_json(resp), el, now)
+                 for k, b, m, meth, req, resp, el in rows],
+            )
+
+    def count_calls(self, method: str | None = None) -> int:
+        with self._lock:
+            if method:
+                return int(self._conn.execute("SELECT COUNT(*) FROM calls WHERE method=?", (method,)).fetchone()[0])
+            return int(self._conn.execute("SELECT COUNT(*) FROM calls").fetchone()[0])
+
+    def iter_calls(self) -> Iterator[dict[str, Any]]:
+        with self._lock:
+            rows = self._conn.execute(
+                "SELECT key, backend, model, method, request_json, response_json, elapsed_s, created_at"
+                " FROM calls ORDER BY created_at").fetchall()
+        for r in rows:
+            yield {"key": r[0], "backend": r[1], "model": r[2], "method": r[3], "request": json.loads(r[4]),
+                   "response": json.loads(r[5]), "elapsed_s": r[6], "created_at": r[7]}
