@@ -63,10 +63,16 @@ def run(
     output_dir: Optional[Path] = typer.Option(None, "--output-dir", "-o", help="override output_dir"),
     n: Optional[int] = typer.Option(None, "--n", help="override the sample size of every dataset"),
     data_dir: Optional[Path] = typer.Option(None, "--data-dir", help="override data_dir"),
+    include: Optional[list[Path]] = typer.Option(None, "--include", help="a plugin .py file to import first"
+                                                 " (registers datasets / backends / experiments); repeatable"),
 ) -> None:
     """Run the experiments of CONFIG and write store, results.jsonl, summary.json and report.html."""
     from judgegap.config import default_config_path, load_config
     from judgegap.experiments.runner import run_config
+    from judgegap.plugins import load_file
+
+    for k, f in enumerate(include or []):
+        load_file(f, f"--include[{k}]")
 
     cfg = apply_overrides(load_config(config or default_config_path()), output_dir=output_dir, data_dir=data_dir,
                           n=n)
@@ -113,7 +119,7 @@ def _run_requiring(experiment: str, config: Path, **kw: Any) -> None:
 
     if not any(e.name == experiment for e in load_config(config).experiments):
         raise JudgegapError(f"{config}: this command needs the {experiment} experiment in experiments")
-    run(config, **kw)
+    run(config, include=None, **kw)
 
 
 @app.command("attention")

@@ -102,6 +102,8 @@ class ExperimentConfig(_Strict):
 
 
 class RunConfig(_Strict):
+    plugins: list[str] = Field(default_factory=list, description="modules (or .py files) that register datasets,"
+                               " backends or experiments; imported before the rest is validated")
     name: str = "judgegap-run"
     output_dir: Path = Path("runs/latest")
     seed: int = 0
@@ -157,6 +159,16 @@ def format_validation_error(source: str, exc: ValidationError) -> str:
 def parse_config(data: Any, source: str = "config") -> RunConfig:
     if not isinstance(data, dict):
         raise ConfigError(f"{source}: invalid config: expected a mapping at the top level")
+    from judgegap.plugins import load_entry_points, load_plugins
+
+    load_entry_points()
+    plugins = data.get("plugins") or []
+    if not isinstance(plugins, list):
+        raise ConfigError(f"{source}: invalid config: plugins: expected a list of module names")
+    try:
+        load_plugins(plugins)
+    except ConfigError as exc:
+        raise ConfigError(f"{source}: invalid config: {exc}") from None
     try:
         return RunConfig.model_validate(data)
     except ValidationError as exc:

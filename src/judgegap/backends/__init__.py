@@ -6,7 +6,11 @@ from typing import TYPE_CHECKING
 
 from judgegap.backends.base import BACKENDS, Backend, Capabilities, ChatPrompt, Completion, GenRequest
 from judgegap.backends.cached import CachedBackend
-from judgegap.backends import hf, openai_compat, scripted  # noqa: F401  (registration)
+
+# built-ins by name; imported when a config uses them (torch only loads with the hf backend's model)
+BACKENDS.add_lazy("hf", "judgegap.backends.hf:HFBackend")
+BACKENDS.add_lazy("openai", "judgegap.backends.openai_compat:OpenAIBackend")
+BACKENDS.add_lazy("scripted", "judgegap.backends.scripted:ScriptedBackend")
 
 if TYPE_CHECKING:
     from judgegap.config import ModelConfig

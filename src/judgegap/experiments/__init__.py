@@ -1,6 +1,13 @@
-"""Experiments, registered by name: each runs model calls into the store and summarises records."""
+"""Experiments, registered by name: each declares its params, needs and dependencies, runs model
+calls into the store and summarises records. Built-ins are registered lazily (imported on use)."""
 
-from judgegap.experiments import asymmetry, attention, consistency, pairwise, selfscore  # noqa: F401  (registration)
-from judgegap.experiments.base import EXPERIMENTS, RunContext
+from judgegap.experiments.base import EXPERIMENTS, ExperimentBase, RunContext
 
-__all__ = ["EXPERIMENTS", "RunContext"]
+for _name, _target in (("asymmetry", "judgegap.experiments.asymmetry:Asymmetry"),
+                       ("selfscore", "judgegap.experiments.selfscore:SelfScore"),
+                       ("attention", "judgegap.experiments.attention:Attention"),
+                       ("pairwise", "judgegap.experiments.pairwise:Pairwise"),
+                       ("ge_consistency", "judgegap.experiments.consistency:GEConsistency")):
+    EXPERIMENTS.add_lazy(_name, _target)
+
+__all__ = ["EXPERIMENTS", "ExperimentBase", "RunContext"]

@@ -118,10 +118,14 @@ def load_all(cfg: RunConfig) -> tuple[dict[str, list[Any]], dict[str, list[Any]]
 
 
 def run_config(cfg: RunConfig, resume: bool = False, overwrite: bool = False,
-               console: Console | None = None) -> dict[str, Any]:
+               console: Console | None = None, backends: Any = None) -> dict[str, Any]:
+    """Run every configured experiment; ``backends`` maps model names to backend objects that
+    replace the configured ones (the Python API's way to plug in a model)."""
     console = console or Console(stderr=True)
+    overrides = dict(backends or {})
     datasets, pools, metrics = load_all(cfg)  # validate all input before writing anything
-    check_models(cfg)
+    check_models(cfg, skip=set(overrides))
+    check_overrides(cfg, overrides)
     for name, c in dataset_counts(cfg, datasets).items():
         if c["requested"] is not None and c["n"] < c["requested"]:
             console.print(f"[yellow]{escape(name)}: n={c['requested']} requested, {c['n']} available after filters;"
@@ -130,11 +134,12 @@ def run_config(cfg: RunConfig, resume: bool = False, overwrite: bool = False,
     config_dict = json.loads(cfg.model_dump_json())
     with RunLock(out, "run"):
         prepare_output_dir(out, resume, overwrite, config_dict)
-        return _run_locked(cfg, out, config_dict, datasets, pools, metrics, console)
+        return _run_locked(cfg, out, config_dict, datasets, pools, metrics, console, overrides)
 
 
 def _run_locked(cfg: RunConfig, out: Path, config_dict: dict[str, Any], datasets: dict[str, list[Any]],
-                pools: dict[str, list[Any]], metrics: dict[str, str], console: Console) -> dict[str, Any]:
+                pools: dict[str, list[Any]], metrics: dict[str, str], console: Console,
+                overrides: dict[str, Any]) -> dict[str, Any]:
     store = Store.in_dir(out)
     record_written(out, [out / Store.FILENAME])
     store.mark_stale_runs()
@@ -145,6 +150,8 @@ def _run_locked(cfg: RunConfig, out: Path, config_dict: dict[str, Any], datasets
     model_cfgs = {m.name: m for m in cfg.models}
 
     def factory(name: str) -> CachedBackend:
+        if name not in backends and name in overrides:
+            backends[name] = CachedBackend(overrides[name], calls, label=name)
         if name not in backends:
             mc = model_cfgs[name]
             console.print(f"[dim]loading model {escape(name)} ({escape(mc.backend)}: {escape(mc.model)})...[/dim]")
@@ -186,11 +193,33 @@ def _run_locked(cfg: RunConfig, out: Path, config_dict: dict[str, Any], datasets
     return summary
 
 
-def check_models(cfg: RunConfig) -> None:
+def check_overrides(cfg: RunConfig, overrides: dict[str, Any]) -> None:
+    """Backend objects passed from Python: known model names, and the capabilities they need."""
+    from judgegap.backends.base import Backend
+    from judgegap.experiments.base import CAPABILITY_WORDS
+
+    names = {m.name for m in cfg.models}
+    for name, be in overrides.items():
+        if name not in names:
+            raise JudgegapError(f"backends: {name!r} is not a configured model ({', '.join(sorted(names))})")
+        if not isinstance(be, Backend):
+            raise JudgegapError(f"backends[{name!r}]: expected a judgegap.Backend, got {type(be).__name__}")
+        for exp in cfg.experiments:
+            cls = EXPERIMENTS.get(exp.name)
+            missing = [c for c in cls.needs(cls.Params.model_validate(exp.params))
+                       if not getattr(be.capabilities, c)]
+            if missing:
+                raise JudgegapError(f"experiment {exp.name} needs {', '.join(CAPABILITY_WORDS.get(c, c) for c in missing)},"
+                                    f" which the backend given for model {name} ({type(be).__name__}) cannot provide")
+
+
+def check_models(cfg: RunConfig, skip: set[str] | None = None) -> None:
     """Resolve every built-in model name / local path before the store is created."""
     from judgegap.backends.models import resolve_model_ref
 
     for i, m in enumerate(cfg.models):
+        if m.name in (skip or set()):
+            continue
         if m.backend in ("hf", "llamacpp"):
             try:
                 resolve_model_ref(m.model, m.gguf_file)

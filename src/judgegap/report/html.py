@@ -85,6 +85,29 @@ def asymmetry_view(store: Store, summ: dict[str, Any]) -> dict[str, Any]:
             "verdict_basis": summ.get("verdict_basis", ""), "f1_threshold": summ.get("f1_threshold")}
 
 
+BUILTIN_SECTIONS = ("asymmetry", "pairwise", "ge_consistency", "selfscore", "attention")
+
+
+def extra_sections(exps: dict[str, Any]) -> list[dict[str, Any]]:
+    """Sections for experiments the report does not know (plugins): the experiment's own
+    ``report_html(summary)`` if it has one (its output must be escaped by it), else the summary
+    as JSON (escaped by the template)."""
+    from markupsafe import Markup
+
+    from judgegap.experiments.base import EXPERIMENTS
+    from judgegap.store import jsonout
+
+    out = []
+    for name, summ in exps.items():
+        if name in BUILTIN_SECTIONS:
+            continue
+        cls = EXPERIMENTS.get(name) if name in EXPERIMENTS else None
+        render = getattr(cls, "report_html", None)
+        out.append({"name": name, "html": Markup(render(summ)) if render else None,
+                    "json": None if render else jsonout.dumps(summ, indent=2)})
+    return out
+
+
 def build_report(store: Store, summary: dict[str, Any], path: Path) -> list[Path]:
     """Write the HTML report; returns the extra files written (figure PNGs)."""
     exps = summary.get("experiments", {})
@@ -98,6 +121,7 @@ def build_report(store: Store, summary: dict[str, Any], path: Path) -> list[Path
             "ge": consistency_view(exps["ge_consistency"]) if "ge_consistency" in exps else None,
             "selfscore": selfscore_view(exps["selfscore"]) if "selfscore" in exps else None,
             "attention": attention_view(exps["attention"], path.parent / "figures") if "attention" in exps else None}
+    view["extra"] = extra_sections(exps)
     html = _ENV.get_template("report.html.jinja2").render(**view)
     tmp = path.with_suffix(".html.tmp")
     tmp.write_text(html, encoding="utf-8")
