@@ -38,21 +38,44 @@ def _e(x: dict[str, Any] | None, pct: bool = True) -> str:
 
 
 def print_summary(summary: dict[str, Any]) -> None:
-    asym = summary.get("experiments", {}).get("asymmetry")
-    if not asym:
+    """The headline: can I trust each model's judgement of its own answers? Then the asymmetry."""
+    from judgegap.report.headline import headline_rows
+
+    rows = headline_rows(summary)
+    if not rows:
         return
-    t = Table(title=f"Asymmetry (correct = F1 ≥ {asym['f1_threshold']}; value [95% CI] (n), %)")
-    for col in ("dataset", "model", "generation acc.", "self-judge acc. (raw)", "self-judge bal. acc.",
-                "judge acc. balanced set", "judge J balanced set", "gap: J − gen. acc.", "verdict"):
+    t = Table(title="Can I trust this model's judgement of its own answers? (value [95% CI] (n))")
+    for col in ("dataset", "model", "answer", "self-judge AUROC (own answers)", "J (own answers)",
+                "own wrong answers accepted %", "routing (self-score)", "asymmetry, own answers",
+                "asymmetry, balanced set"):
         t.add_column(col)
-    for ds, d in asym["datasets"].items():
-        for m, ms in d["models"].items():
-            bs = ms.get("balanced_set", {})
-            t.add_row(escape(ds), escape(m), _e(ms["generation"]["accuracy"]), _e(ms.get("self_judge", {}).get("accuracy")),
-                      _e(ms.get("self_judge", {}).get("balanced_accuracy")), _e(bs.get("accuracy")),
-                      _e(bs.get("youden_j")), _e(ms.get("gap_balanced_set")), ms.get("verdict", "–"))
+    for r in rows:
+        rt = r["routing"]
+        route = "–" if not rt else (f"accept if conf ≥ {rt['threshold_confidence']:.2f}: "
+                                    f"{_pct(rt['heldout_accepted_accuracy'])} held-out accuracy, escalate "
+                                    f"{_pct(rt['heldout_escalation_rate'])}" if rt["threshold_confidence"] is not None
+                                    and rt["threshold_confidence"] == rt["threshold_confidence"] else "no threshold")
+        t.add_row(escape(r["dataset"]), escape(r["model"]), escape(r["trust"].get("answer", "–")),
+                  _e(r["auroc_own"], pct=False), _e(r["j_own"], pct=False), _e(r["wrong_accept_rate"]),
+                  escape(route), escape(_strip_basis(r["verdict_own_answers"])),
+                  escape(_strip_basis(r["verdict_balanced_set"])))
     out.print(t)
-    out.print(f"[dim]verdict basis: {escape(asym['verdict_basis'])}[/dim]")
+    for r in rows:
+        if r["trust"].get("why"):
+            out.print(f"[bold]{escape(r['model'])}[/bold] on {escape(r['dataset'])}: "
+                      f"{escape(r['trust']['answer'])} — {escape(r['trust']['why'])}", highlight=False)
+    asym = summary.get("experiments", {}).get("asymmetry", {})
+    out.print(f"[dim]asymmetry = judging skill (Youden's J, 0 = guessing) minus generation accuracy (F1 ≥"
+              f" {asym.get('f1_threshold')}); own answers = its verdicts on its own answers; balanced set = each"
+              " item's gold answer and a wrong span from the passage (easier than its own plausible errors)[/dim]")
+
+
+def _pct(x: Any) -> str:
+    return "n/a" if x is None or x != x else f"{x * 100:.0f}%"
+
+
+def _strip_basis(v: str | None) -> str:
+    return (v or "–").split(": ", 1)[-1]
 
 
 @app.command()

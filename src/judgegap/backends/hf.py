@@ -21,7 +21,8 @@ from pathlib import Path
 from typing import Any
 
 from judgegap.backends.base import BACKENDS, Backend, Capabilities, ChatPrompt, Completion, GenRequest
-from judgegap.backends.models import BUILTIN_MODELS, check_gguf, converted_dir, resolve_builtin, resolve_model_ref
+from judgegap.backends.models import (BUILTIN_MODELS, check_gguf, converted_dir, file_fingerprint, resolve_builtin,
+                                      resolve_model_ref)
 from judgegap.errors import BackendError
 
 MIN_SHARED_PREFIX = 16

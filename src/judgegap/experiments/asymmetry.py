@@ -178,6 +178,35 @@ def _est(e: Estimate) -> dict[str, Any]:
     return e.to_dict()
 
 
+def _from_dict(d: dict[str, Any]) -> Estimate:
+    nan = float("nan")
+    return Estimate(*(nan if d.get(k) is None else d[k] for k in ("value", "ci_low", "ci_high")), int(d["n"]))
+
+
+def trust_verdict(sj: dict[str, Any], n_wrong: int, n_right: int) -> dict[str, Any]:
+    """The user's first question — can I trust this model's judgement of its OWN answers? —
+    answered from its verdicts on its own answers (never from the easier balanced set)."""
+    auroc, war = sj.get("auroc") or {}, sj.get("wrong_accept_rate") or {}
+    a, lo, hi = auroc.get("value"), auroc.get("ci_low"), auroc.get("ci_high")
+    w = war.get("value") if war else None
+    wtxt = f"; it accepts {w * 100:.0f}% of its own wrong answers" if w is not None else ""
+    if n_right == 0 or n_wrong == 0:
+        which = "right" if n_wrong == 0 else "wrong"
+        answer, why = "cannot tell", f"all {n_right + n_wrong} of its answers are {which}, so nothing to separate{wtxt}"
+    elif a is None or lo is None or hi is None or a != a:
+        answer, why = "cannot tell", f"too few answers to estimate how well it separates right from wrong{wtxt}"
+    elif hi < 0.5:
+        answer, why = "no", f"its verdicts rank its own answers worse than chance (AUROC {a:.2f} [{lo:.2f}, {hi:.2f}]){wtxt}"
+    elif lo <= 0.5:
+        answer, why = "no", f"its verdicts on its own answers are indistinguishable from chance (AUROC {a:.2f} [{lo:.2f}, {hi:.2f}]){wtxt}"
+    elif a >= 0.8 and w is not None and w <= 0.2:
+        answer, why = "yes", f"its verdicts separate its right from its wrong answers (AUROC {a:.2f} [{lo:.2f}, {hi:.2f}]){wtxt}"
+    else:
+        answer, why = "partly", f"better than chance (AUROC {a:.2f} [{lo:.2f}, {hi:.2f}]) but not reliable{wtxt}"
+    return {"question": "can I trust this model's judgement of its own answers?", "answer": answer, "why": why,
+            "n_wrong": n_wrong, "n_right": n_right}
+
+
 def verdict_text(gap: Estimate) -> str:
     if math.isnan(gap.value) or math.isnan(gap.ci_low):
         return "not enough data"
@@ -243,6 +272,12 @@ def summarize_records(gens: list[dict[str, Any]], judg: list[dict[str, Any]], p:
                 msum["gap_own_answers_j"] = _est(bootstrap_indices(
                     lambda i: 2 * balanced_accuracy(y[i], v[i]) - 1 - float(corr[i].mean()), len(y), **kw))
                 msum["blind_spots"] = [ids[k] for k in range(len(ids)) if corr[k] == 0 and v[k] == 1]
+                wrong = y == 0
+                msum["self_judge"]["wrong_accept_rate"] = _est(mean_ci(v[wrong].astype(float), **kw)) \
+                    if wrong.any() else None
+                msum["verdict_own_answers"] = "on its own answers: " + verdict_text(
+                    _from_dict(msum["gap_own_answers_j"]))
+                msum["trust"] = trust_verdict(msum["self_judge"], int(wrong.sum()), int((~wrong).sum()))
             # balanced judged set
             pairs = []
             for k, i in enumerate(ids):
@@ -265,6 +300,7 @@ def summarize_records(gens: list[dict[str, Any]], judg: list[dict[str, Any]], p:
                 gap = paired_diff_ci(2 * jb - 1, gsub, **kw)
                 msum["gap_balanced_set"] = _est(gap)
                 msum["verdict"] = verdict_text(gap)
+                msum["verdict_balanced_set"] = "on a balanced gold / wrong-span set: " + verdict_text(gap)
                 msum["judge_generation_correlation"] = _correlation(jb, gsub, kw)
                 msum["breakdown"] = _breakdown([mg[x[0]] for x in pairs], jb, gsub, kw)
             dsum["models"][m] = msum

@@ -122,6 +122,9 @@ def build_report(store: Store, summary: dict[str, Any], path: Path) -> list[Path
             "selfscore": selfscore_view(exps["selfscore"]) if "selfscore" in exps else None,
             "attention": attention_view(exps["attention"], path.parent / "figures") if "attention" in exps else None}
     view["extra"] = extra_sections(exps)
+    from judgegap.report.headline import headline_rows
+
+    view["trust"] = headline_rows(summary)
     html = _ENV.get_template("report.html.jinja2").render(**view)
     tmp = path.with_suffix(".html.tmp")
     tmp.write_text(html, encoding="utf-8")
