@@ -73,3 +73,23 @@ def test_fast_measures_equal_sklearn_on_random_data():
         assert auroc(y, p) == pytest.approx(roc_auc_score(y, p))
         assert brier(y, p) == pytest.approx(brier_score_loss(y, p))
         assert balanced_accuracy(y, v) == pytest.approx(balanced_accuracy_score(y, v))
+
+
+def test_one_fast_auroc_brier_spearman_equal_the_libraries():
+    """One implementation each (metrics/judging.py, metrics/calibration.py), equal to sklearn / scipy."""
+    from scipy import stats
+    from sklearn.metrics import brier_score_loss, roc_auc_score
+
+    from judgegap.metrics import calibration, judging
+
+    rng = np.random.default_rng(3)
+    for n in (5, 40, 300):
+        y = (rng.random(n) < 0.4).astype(int)
+        y[0], y[1] = 0, 1
+        p = np.round(rng.random(n), 1)          # ties on purpose
+        assert calibration.auroc(y, p) == pytest.approx(roc_auc_score(y, p), abs=1e-12)
+        assert judging.auroc(y, p) == pytest.approx(roc_auc_score(y, p), abs=1e-12)
+        assert calibration.brier(y, p) == pytest.approx(brier_score_loss(y, p), abs=1e-12)
+        x = rng.integers(0, 4, n).astype(float)
+        assert calibration.spearman(x, p) == pytest.approx(stats.spearmanr(x, p).statistic, abs=1e-12)
+    assert np.isnan(calibration.spearman(np.ones(10), np.arange(10.0)))

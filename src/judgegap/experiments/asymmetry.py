@@ -16,7 +16,6 @@ from typing import Any, Literal
 
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
-from scipy import stats
 
 from judgegap.backends.base import GenRequest
 from judgegap.errors import ConfigError
@@ -24,6 +23,7 @@ from judgegap.experiments.base import (EXPERIMENTS, ExperimentBase, RunContext, 
                                        parse_experiment_params, with_progress)
 from judgegap.experiments.candidates import balanced_candidates, clean_answer, display_answer
 from judgegap.metrics.bootstrap import Estimate, bootstrap_indices, mean_ci, paired_diff_ci
+from judgegap.metrics.calibration import spearman
 from judgegap.metrics.judging import balanced_accuracy, judge_report
 from judgegap.metrics.qa import score_item
 from judgegap.prompts import JUDGE_CHOICES, PROMPTS
@@ -329,7 +329,7 @@ def _correlation(jb: np.ndarray, g: np.ndarray, kw: dict[str, Any]) -> dict[str,
         a, b = jb[i], g[i]
         if np.all(a == a[0]) or np.all(b == b[0]):
             return float("nan")
-        return float(stats.spearmanr(a, b).statistic)
+        return spearman(a, b)
 
     return {"spearman": _est(bootstrap_indices(rho, len(jb), **kw)),
             "note": "Spearman between per-item generation correctness and balanced-set judging accuracy"}

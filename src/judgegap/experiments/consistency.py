@@ -18,6 +18,8 @@ import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 from scipy import stats
 
+from judgegap.metrics.calibration import kendall, spearman
+
 from judgegap.experiments.base import EXPERIMENTS, ExperimentBase, RunContext, parse_experiment_params
 from judgegap.store import Store
 
@@ -47,7 +49,7 @@ def _matrix(recs: list[dict[str, Any]], model_key: str, value) -> tuple[list[str
 def _corr(x: np.ndarray, y: np.ndarray) -> tuple[float, float]:
     if len(x) < 2 or np.all(x == x[0]) or np.all(y == y[0]):
         return float("nan"), float("nan")
-    return float(stats.spearmanr(x, y).statistic), float(stats.kendalltau(x, y).statistic)
+    return spearman(x, y), kendall(x, y)
 
 
 def ge_consistency(gen: dict[str, np.ndarray], judge: dict[str, np.ndarray], n_resamples: int = 1000,

@@ -1,9 +1,11 @@
 """Calibration of a confidence (e.g. a self-score mapped to [0, 1]) against binary outcomes.
 
-scikit-learn provides the Brier score and AUROC and scipy the rank correlations; what
-they lack is written here: ECE with equal-width or equal-mass bins, the Murphy
-decomposition of the Brier score, and the population stability index used by the
-drift monitor. Every measure takes numpy arrays so it can run inside a bootstrap.
+ECE with equal-width or equal-mass bins, the Murphy decomposition of the Brier score, rank
+correlations and the population stability index used by the drift monitor. AUROC and
+Brier are the ONE implementation in :mod:`judgegap.metrics.judging` (numpy, tested equal to
+scikit-learn); Spearman is Pearson on average ranks (tested equal to scipy) and Kendall is
+scipy's tau-b. Everything runs inside bootstrap loops, so nothing here validates inputs
+the way scikit-learn does (~5 ms a call): a 300-item report took 7 s that way.
 """
 
 from __future__ import annotations
@@ -13,9 +15,10 @@ from typing import Any
 
 import numpy as np
 from scipy import stats
-from sklearn.metrics import brier_score_loss, roc_auc_score
 
 from judgegap.metrics.bootstrap import Estimate, bootstrap_indices
+from judgegap.metrics.judging import auroc as _auroc
+from judgegap.metrics.judging import brier as _brier
 
 
 def bin_edges(p: np.ndarray, n_bins: int, strategy: str = "width") -> np.ndarray:
@@ -60,7 +63,7 @@ def reliability_bins(y: np.ndarray, p: np.ndarray, n_bins: int = 10, strategy: s
 
 
 def brier(y: np.ndarray, p: np.ndarray) -> float:
-    return float(brier_score_loss(y, p)) if len(y) else float("nan")
+    return _brier(np.asarray(y, float), np.asarray(p, float))
 
 
 def brier_decomposition(y: np.ndarray, p: np.ndarray, n_bins: int = 10) -> dict[str, float]:
@@ -79,22 +82,30 @@ def brier_decomposition(y: np.ndarray, p: np.ndarray, n_bins: int = 10) -> dict[
 
 
 def auroc(y: np.ndarray, p: np.ndarray) -> float:
-    y = np.asarray(y)
-    if len(y) == 0 or y.min() == y.max():
+    return _auroc(np.asarray(y), np.asarray(p, float))
+
+
+def _constant(x: np.ndarray) -> bool:
+    return len(x) < 3 or bool(np.all(x == x[0]))
+
+
+def spearman(x: np.ndarray, y: np.ndarray) -> float:
+    """Spearman's rho: Pearson correlation of average ranks (NaN when either side is constant)."""
+    x, y = np.asarray(x, float), np.asarray(y, float)
+    if _constant(x) or _constant(y):
         return float("nan")
-    return float(roc_auc_score(y, p))
+    rx, ry = stats.rankdata(x), stats.rankdata(y)
+    rx -= rx.mean()
+    ry -= ry.mean()
+    return float(np.dot(rx, ry) / np.sqrt(np.dot(rx, rx) * np.dot(ry, ry)))
 
 
 def _rank_corr(fn, x: np.ndarray, y: np.ndarray) -> float:
-    if len(x) < 3 or np.all(x == x[0]) or np.all(y == y[0]):
+    if _constant(x) or _constant(y):
         return float("nan")
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         return float(fn(x, y).statistic)
-
-
-def spearman(x: np.ndarray, y: np.ndarray) -> float:
-    return _rank_corr(stats.spearmanr, np.asarray(x, float), np.asarray(y, float))
 
 
 def kendall(x: np.ndarray, y: np.ndarray) -> float:
