@@ -33,4 +33,4 @@ def test_smollm2_asymmetry_on_real_squad2(tmp_path, data_dir):
     assert len({round(r["p_correct"], 6) for r in judged}) > 3
     assert all(0 < r["verdict_mass"] <= 1.0 + 1e-6 for r in judged)
     assert "Asymmetry: generation vs judging" in (tmp_path / "out" / "report.html").read_text()
-    assert "Asymmetry" in p.stdout
+    assert "Can I trust this model's judgement of its own answers?" in p.stdout and "asymmetry" in p.stdout

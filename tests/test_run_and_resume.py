@@ -88,6 +88,7 @@ def test_kill_9_then_resume_repeats_no_completed_call(tmp_path, tiny_model, data
     assert p.returncode == 0, p.stderr
     with sqlite3.connect(db) as c:
         after = dict(c.execute("SELECT key, created_at FROM calls").fetchall())
+    with sqlite3.connect(tmp_path / "out" / "judgegap.sqlite") as c:
         runs = c.execute("SELECT status FROM runs ORDER BY run_id").fetchall()
     assert len(after) > len(before)
     assert all(after[k] == v for k, v in before.items()), "a completed call was made again"

@@ -248,3 +248,22 @@ def test_call_cache_outlives_the_run_dir_and_is_shared_by_two_processes(tmp_path
     assert summary["run"]["backends"]["s"]["calls"] == {"generate": 0, "score_choices": 0, "top_logprobs": 0}
     sa = json.loads((tmp_path / "a" / "summary.json").read_text())["experiments"]
     assert sa == summary["experiments"]
+
+
+def test_resume_after_an_upgrade_that_added_config_fields(tmp_path, data_dir):
+    """A run stored by an older judgegap (its config lacks fields added since) resumes: the new
+    fields' defaults are not a change."""
+    cfg = _cfg(tmp_path, data_dir, n=5)
+    assert cli_inproc("run", str(cfg)).returncode == 0
+    db = tmp_path / "out" / "judgegap.sqlite"
+    with sqlite3.connect(db) as c:
+        stored = json.loads(c.execute("SELECT config_json FROM runs").fetchone()[0])
+        for m in stored["models"]:
+            m.pop("n_threads", None)
+            m.pop("cache_ram_mib", None)
+        stored.pop("call_cache", None)
+        c.execute("UPDATE runs SET config_json=?", (json.dumps(stored),))
+    p = cli_inproc("run", str(cfg), "--resume")
+    assert p.returncode == 0, p.stderr
+    s = json.loads((tmp_path / "out" / "summary.json").read_text())
+    assert s["experiments"]["asymmetry"]["datasets"]["squad2"]["models"]["s"]["n_items"] == 5

@@ -65,6 +65,11 @@ class ModelConfig(_Strict):
     max_retries: int = Field(default=6, ge=0, le=20)
     tokenizer: str | None = Field(default=None, description="openai: render chat templates locally with this model's tokenizer")
     logprobs: bool = Field(default=True, description="openai: the server returns log-probabilities")
+    # llamacpp (in-process llama.cpp on the GGUF file): see judgegap.backends.llamacpp
+    n_ctx: int | None = Field(default=None, ge=256, le=1 << 20, description="llamacpp: context length")
+    n_threads: int | None = Field(default=None, ge=1, le=512)
+    n_gpu_layers: int = Field(default=0, ge=0, le=10000, description="llamacpp: layers offloaded to a GPU")
+    cache_ram_mib: int = Field(default=1024, ge=0, description="llamacpp: RAM for cached prompt states")
     # scripted (rule-based, no weights): see judgegap.backends.scripted
     script: dict[str, Any] | None = None
 

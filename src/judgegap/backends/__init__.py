@@ -11,6 +11,7 @@ from judgegap.backends.cached import CachedBackend
 BACKENDS.add_lazy("hf", "judgegap.backends.hf:HFBackend")
 BACKENDS.add_lazy("openai", "judgegap.backends.openai_compat:OpenAIBackend")
 BACKENDS.add_lazy("scripted", "judgegap.backends.scripted:ScriptedBackend")
+BACKENDS.add_lazy("llamacpp", "judgegap.backends.llamacpp:LlamaCppBackend")
 
 if TYPE_CHECKING:
     from judgegap.config import ModelConfig

@@ -87,7 +87,7 @@ def prepare_output_dir(out: Path, resume: bool, overwrite: bool, config: dict[st
         last = Store(store_file).last_run()
         if last is None:
             raise JudgegapError(f"--resume: {store_file} holds no run to resume; use --overwrite to start over")
-        changed = config_diff(last["config"], config)
+        changed = config_diff(normalised_config(last["config"]), config)
         if changed:
             shown = "; ".join(changed[:6]) + (f"; and {len(changed) - 6} more" if len(changed) > 6 else "")
             raise JudgegapError(f"--resume: the config changed since the run in {out} started ({shown}); use"
@@ -104,6 +104,18 @@ def prepare_output_dir(out: Path, resume: bool, overwrite: bool, config: dict[st
         probe.unlink()
     except OSError as exc:
         raise JudgegapError(f"output dir is not writable: {out} ({exc.strerror or exc})") from None
+
+
+def normalised_config(old: dict[str, Any]) -> dict[str, Any]:
+    """A stored config re-read by this version (defaults of fields added since filled in), so
+    upgrading judgegap does not make an unchanged config look changed; as stored if it no
+    longer validates (then every real difference is shown)."""
+    from judgegap.config import parse_config
+
+    try:
+        return json.loads(parse_config(dict(old), "stored config").model_dump_json())
+    except JudgegapError:
+        return old
 
 
 def load_all(cfg: RunConfig) -> tuple[dict[str, list[Any]], dict[str, list[Any]], dict[str, str]]:
@@ -134,16 +146,19 @@ def run_config(cfg: RunConfig, resume: bool = False, overwrite: bool = False,
     config_dict = json.loads(cfg.model_dump_json())
     with RunLock(out, "run"):
         prepare_output_dir(out, resume, overwrite, config_dict)
-        return _run_locked(cfg, out, config_dict, datasets, pools, metrics, console, overrides)
+        return _run_locked(cfg, out, config_dict, datasets, pools, metrics, console, overrides, resume)
 
 
 def _run_locked(cfg: RunConfig, out: Path, config_dict: dict[str, Any], datasets: dict[str, list[Any]],
                 pools: dict[str, list[Any]], metrics: dict[str, str], console: Console,
-                overrides: dict[str, Any]) -> dict[str, Any]:
+                overrides: dict[str, Any], resume: bool = False) -> dict[str, Any]:
     store = Store.in_dir(out)
     record_written(out, [out / Store.FILENAME])
     store.mark_stale_runs()
-    store.start_run(cfg.name, config_dict, environment(), cfg.seed, config_hash(config_dict))
+    last = store.last_run()
+    # a resumed run keeps the scope of the run it continues (its config was checked to be the same)
+    scope = last["config_hash"] if resume and last and last.get("config_hash") else config_hash(config_dict)
+    store.start_run(cfg.name, config_dict, environment(), cfg.seed, scope)
     store.log_event("datasets", dataset_counts(cfg, datasets))
     calls = CallCache(cfg.call_cache)
     backends: dict[str, CachedBackend] = {}

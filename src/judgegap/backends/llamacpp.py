@@ -1,0 +1,244 @@
+"""llama.cpp in-process (``backend: llamacpp``): GGUF files as they are, quantised, on CPU or GPU.
+
+Binding: ``xllamacpp`` — prebuilt wheels (a user never waits for a compiler), llama.cpp's own
+server API in-process, AVX2/FMA kernels on this CPU, the same speed as a native
+``llama-cpp-python`` build (measured: Qwen2.5-Coder-1.5B 5.25 s vs 5.2 s per answer).
+
+Design notes
+- Prompts are rendered and tokenised by the model's own tokenizer (chat template included),
+  exactly as the ``hf`` backend does, and sent as token ids: both backends see the same tokens.
+- ``score_choices`` is exact: log P(choice | prompt) = the sum over the choice's tokens of the
+  log-softmax of the full logits at each position. llama.cpp reports pre-sampling
+  probabilities of the top ``n_probs`` tokens; a needed token outside that list is asked for
+  again with ``n_probs`` = the vocabulary size (rare, counted in ``stats``), so no choice is
+  ever read from a prefix or guessed. " 10" = " 1" + "0" costs one extra single-token step.
+- Prefix reuse: the server keeps the last prompt's KV cache and reuses the longest common
+  prefix; with ``cache_ram_mib`` it also restores earlier prompts' states from RAM. Tokens
+  submitted vs actually evaluated are counted (``stats``).
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from pathlib import Path
+from typing import Any
+
+from judgegap.backends.base import BACKENDS, Backend, Capabilities, ChatPrompt, Completion, GenRequest
+from judgegap.backends.models import BUILTIN_MODELS, resolve_model_ref
+from judgegap.errors import BackendError
+
+TOP_N = 20  # top tokens asked for per position; a needed token outside them triggers a full-vocabulary ask
+
+
+def gguf_architecture(path: Path) -> tuple[str, int | None]:
+    """(general.architecture, context length) read from the GGUF header without loading weights."""
+    try:
+        from gguf import GGUFReader
+
+        r = GGUFReader(str(path), "r")
+    except Exception as exc:  # noqa: BLE001 - the gguf reader raises many types on a bad file
+        raise BackendError(f"{path}: not a readable GGUF file ({type(exc).__name__}: {str(exc)[:120]})") from None
+
+    def field(name: str) -> Any:
+        f = r.fields.get(name)
+        if f is None:
+            return None
+        v = f.parts[f.data[0]]
+        return bytes(v).decode("utf-8", "replace") if f.types and f.types[0].name == "STRING" else int(v[0])
+
+    arch = field("general.architecture")
+    if not isinstance(arch, str):
+        raise BackendError(f"{path}: GGUF file has no general.architecture")
+    ctx = field(f"{arch}.context_length")
+    return arch, ctx if isinstance(ctx, int) else None
+
+
+def supported_architectures() -> set[str]:
+    """Architectures the installed llama.cpp generation knows (gguf-py's table, kept in step with it)."""
+    import gguf
+
+    return {str(v) for v in gguf.MODEL_ARCH_NAMES.values()}
+
+
+@BACKENDS.register("llamacpp")
+class LlamaCppBackend(Backend):
+    backend_name = "llamacpp"
+    capabilities = Capabilities(attention=False)
+
+    def __init__(self, model: str, *, gguf_file: str | None = None, chat_template: str = "auto",
+                 n_ctx: int | None = None, n_threads: int | None = None, n_gpu_layers: int = 0,
+                 cache_ram_mib: int = 1024, **_: Any) -> None:
+        try:
+            import xllamacpp as xl
+        except ImportError:
+            raise BackendError("backend 'llamacpp' needs xllamacpp: pip install xllamacpp (prebuilt wheels)") from None
+        self.model_ref = model
+        source, self.source_fp = resolve_model_ref(model, gguf_file)
+        if source["kind"] != "gguf":
+            raise BackendError(f"backend 'llamacpp' loads GGUF files; {model!r} is a {source['kind']} model"
+                               " (use backend: hf)")
+        self.path = Path(source["path"])
+        arch, train_ctx = gguf_architecture(self.path)
+        if arch not in supported_architectures():
+            raise BackendError(f"{self.path}: architecture {arch!r} is not supported by the installed llama.cpp")
+        self.arch, self.train_ctx = arch, train_ctx
+        from judgegap.backends.hf import load_tokenizer, render_prompt
+
+        self._render = render_prompt
+        self.tok = load_tokenizer(str(self.path) if model not in BUILTIN_MODELS else model)
+        builtin = BUILTIN_MODELS.get(model)
+        has_template = bool(getattr(self.tok, "chat_template", None))
+        if chat_template == "always" and not has_template:
+            raise BackendError(f"model {model!r} has no chat template but chat_template: always was set")
+        self.use_chat = has_template and chat_template != "never" and (builtin is None or builtin.chat)
+        self.n_ctx = int(n_ctx or min(train_ctx or 4096, 8192))
+        if train_ctx and self.n_ctx > train_ctx:
+            raise BackendError(f"n_ctx {self.n_ctx} exceeds the model's trained context of {train_ctx} tokens")
+        p = xl.CommonParams()
+        p.model.path = str(self.path)
+        p.n_ctx = self.n_ctx
+        p.n_parallel = 1
+        p.n_batch = min(2048, self.n_ctx)
+        p.cpuparams.n_threads = int(n_threads or os.cpu_count() or 2)
+        p.cpuparams_batch.n_threads = int(n_threads or os.cpu_count() or 2)
+        p.n_gpu_layers = int(n_gpu_layers)
+        p.cache_ram_mib = int(cache_ram_mib)
+        p.warmup = False
+        try:
+            p.verbosity = 0  # quiet: llama.cpp logs every request otherwise
+        except (AttributeError, TypeError):
+            pass
+        t0 = time.perf_counter()
+        try:
+            self.server = xl.Server(p)
+        except Exception as exc:  # noqa: BLE001
+            raise BackendError(f"llama.cpp cannot load {self.path}: {type(exc).__name__}: {str(exc)[:160]}") from None
+        self.load_seconds = time.perf_counter() - t0
+        self.n_vocab = len(self.tok)
+        self.tokens_submitted = 0
+        self.tokens_evaluated = 0
+        self.full_vocab_asks = 0
+        self.requests = 0
+
+    # -- identity -------------------------------------------------------------------------
+    def fingerprint(self) -> dict[str, Any]:
+        return {"engine": "llama.cpp", "weights": self.source_fp, "chat": self.use_chat, "ref": self.model_ref}
+
+    def stats(self) -> dict[str, Any]:
+        sub = self.tokens_submitted
+        return {"engine": "llama.cpp (xllamacpp)", "load_seconds": round(self.load_seconds, 2), "n_ctx": self.n_ctx,
+                "requests": self.requests, "prompt_tokens_submitted": sub,
+                "prompt_tokens_evaluated": self.tokens_evaluated,
+                "prefix_reuse": round(1 - self.tokens_evaluated / sub, 4) if sub else None,
+                "full_vocabulary_asks": self.full_vocab_asks}
+
+    # -- prompts --------------------------------------------------------------------------
+    def render(self, prompt: ChatPrompt) -> str:
+        return self._render(self.tok, prompt, self.use_chat)
+
+    def encode_text(self, text: str) -> list[int]:
+        return list(self.tok(text, add_special_tokens=not self.use_chat)["input_ids"])
+
+    def encode(self, prompt: ChatPrompt) -> list[int]:
+        return self.encode_text(self.render(prompt))
+
+    def _continuation(self, text: str, ids: list[int], choice: str) -> list[int]:
+        full = self.encode_text(text + choice)
+        if full[:len(ids)] == ids and len(full) > len(ids):
+            return full[len(ids):]
+        own = list(self.tok(choice, add_special_tokens=False)["input_ids"])
+        if not own:
+            raise BackendError(f"choice {choice!r} encodes to no tokens")
+        return own
+
+    def _check_len(self, n: int, extra: int) -> None:
+        if n + extra > self.n_ctx:
+            raise BackendError(f"a prompt of {n} tokens (+{extra} to generate) exceeds the context of {self.n_ctx}"
+                               f" tokens; set n_ctx up to {self.train_ctx or 'the model maximum'} or use a shorter"
+                               " dataset / max_tokens")
+
+    # -- transport ------------------------------------------------------------------------
+    def _call(self, body: dict[str, Any]) -> dict[str, Any]:
+        self.requests += 1
+        try:
+            res = self.server.handle_completions({**body, "cache_prompt": True})
+        except Exception as exc:  # noqa: BLE001
+            raise BackendError(f"llama.cpp request failed: {type(exc).__name__}: {str(exc)[:160]}") from None
+        if not isinstance(res, dict) or "choices" not in res:
+            msg = (res or {}).get("error", {}).get("message") if isinstance(res, dict) else None
+            raise BackendError(f"llama.cpp request failed: {msg or str(res)[:160]}")
+        usage, timings = res.get("usage") or {}, res.get("timings") or {}
+        self.tokens_submitted += int(usage.get("prompt_tokens") or 0)
+        self.tokens_evaluated += int(timings.get("prompt_n") or 0)
+        return res
+
+    def _top(self, ids: list[int], n: int) -> dict[int, float]:
+        res = self._call({"prompt": ids, "max_tokens": 1, "n_probs": n, "temperature": 0.0})
+        content = ((res["choices"][0].get("logprobs") or {}).get("content")) or []
+        if not content:
+            raise BackendError("llama.cpp returned no token probabilities")
+        return {int(t["id"]): float(t["logprob"]) for t in content[0].get("top_logprobs", [])}
+
+    def _logprob_at(self, ids: list[int], token: int, cache: dict[tuple[int, ...], dict[int, float]]) -> float:
+        key = tuple(ids)
+        if key not in cache:
+            cache[key] = self._top(ids, TOP_N)
+        if token not in cache[key]:
+            self.full_vocab_asks += 1
+            cache[key] = self._top(ids, self.n_vocab)
+            if token not in cache[key]:
+                raise BackendError(f"llama.cpp gave no probability for token id {token} (vocabulary mismatch?)")
+        return cache[key][token]
+
+    # -- protocol -------------------------------------------------------------------------
+    def generate(self, requests: list[GenRequest]) -> list[Completion]:
+        out = []
+        for r in requests:
+            ids = self.encode(r.prompt)
+            self._check_len(len(ids), r.max_new_tokens)
+            body: dict[str, Any] = {"prompt": ids, "max_tokens": r.max_new_tokens, "temperature": r.temperature,
+                                    "top_p": r.top_p, "seed": r.seed, "n_probs": 1}
+            if r.stop:
+                body["stop"] = [s for s in r.stop if s]
+            res = self._call(body)
+            ch = res["choices"][0]
+            content = ((ch.get("logprobs") or {}).get("content")) or []
+            text = ch.get("text") or ""
+            out.append(Completion(text=text, tokens=[c.get("token", "") for c in content],
+                                  token_logprobs=[float(c.get("logprob", 0.0)) for c in content],
+                                  n_prompt_tokens=len(ids),
+                                  finish_reason="stop" if ch.get("finish_reason") == "stop" else "length"))
+        return out
+
+    def score_choices(self, prompts: list[ChatPrompt], choices: list[str]) -> list[list[float]]:
+        out = []
+        for p in prompts:
+            text = self.render(p)
+            ids = self.encode_text(text)
+            conts = [self._continuation(text, ids, c) for c in choices]
+            self._check_len(len(ids) + max(len(c) for c in conts), 0)
+            cache: dict[tuple[int, ...], dict[int, float]] = {}
+            row = []
+            for cont in conts:
+                total = 0.0
+                for k, tok_id in enumerate(cont):
+                    total += self._logprob_at(ids + cont[:k], tok_id, cache)
+                row.append(total)
+            out.append(row)
+        return out
+
+    def top_logprobs(self, prompts: list[ChatPrompt], k: int) -> list[list[tuple[str, float]]]:
+        out = []
+        for p in prompts:
+            ids = self.encode(p)
+            self._check_len(len(ids), 1)
+            top = self._top(ids, k)
+            ranked = sorted(top.items(), key=lambda x: -x[1])[:k]
+            out.append([(self.tok.decode([t]), lp) for t, lp in ranked])
+        return out
+
+    def close(self) -> None:
+        server = getattr(self, "server", None)
+        self.server = None
+        del server

@@ -1,0 +1,182 @@
+"""The in-process llama.cpp backend on the real SmolLM2 GGUF: exact choices, prefix reuse,
+agreement with transformers on the same file, resume, and bad input."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import yaml
+
+pytest.importorskip("xllamacpp")
+
+from judgegap.backends.base import ChatPrompt, GenRequest  # noqa: E402
+from judgegap.errors import BackendError  # noqa: E402
+from judgegap.metrics.scores import SCORE_CHOICES, expected_score, score_distribution  # noqa: E402
+from judgegap.prompts import PROMPTS  # noqa: E402
+from tests.conftest import call_cache_file, cli_inproc  # noqa: E402
+
+MODEL = "smollm2-135m-instruct"
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def lcpp():
+    from judgegap.backends.llamacpp import LlamaCppBackend
+
+    try:
+        be = LlamaCppBackend(MODEL, n_ctx=2048)
+    except BackendError as exc:
+        pytest.skip(f"SmolLM2 not available: {exc}")
+    yield be
+    be.close()
+
+
+@pytest.fixture(scope="module")
+def items():
+    from judgegap.data import load_dataset
+    from tests.conftest import real_data_dir
+
+    return load_dataset("squad2", data_dir=real_data_dir(), n=10, seed=3, answerable=True)
+
+
+def _judge_prompts(items, answers):
+    j = PROMPTS.get("qa_judge")
+    return [j.render(context=it.context, question=it.question, candidate=a or "unanswerable",
+                     allow_unanswerable=False) for it, a in zip(items, answers)]
+
+
+def test_multi_token_choice_is_exact(lcpp, items):
+    """log P(" 10") = log P(" 1" | prompt) + log P("0" | prompt + " 1"), each read from the full
+    softmax at its position -- never the prefix " 1" alone (the defect of top-k servers)."""
+    s = PROMPTS.get("self_score").render(context=items[0].context, question=items[0].question,
+                                         candidate=items[0].answers[0], allow_unanswerable=False)
+    text = lcpp.render(s)
+    ids = lcpp.encode_text(text)
+    ten = lcpp._continuation(text, ids, " 10")
+    one = lcpp._continuation(text, ids, " 1")
+    assert len(ten) == 2 and ten[0] == one[0]  # the tokenisation the subtraction relies on
+    first = lcpp._top(ids, lcpp.n_vocab)
+    second = lcpp._top(ids + ten[:1], lcpp.n_vocab)
+    got = lcpp.score_choices([s], [" 1", " 10"])[0]
+    assert got[0] == pytest.approx(first[one[0]], abs=1e-4)
+    assert got[1] == pytest.approx(first[ten[0]] + second[ten[1]], abs=1e-4)
+    assert got[1] < got[0]  # the whole " 10" is less likely than its prefix " 1"
+
+
+def test_prefix_reuse_gives_the_same_logprobs(lcpp, items):
+    prompts = _judge_prompts(items[:4], [it.answers[0] for it in items[:4]])
+    # back to back: the judge prompts of one item share the passage; then each after an unrelated prompt
+    warm = lcpp.score_choices(prompts, [" Yes", " No"])
+    cold = []
+    for p in prompts:
+        lcpp.score_choices([ChatPrompt.of(None, "unrelated text to evict the cache " * 20)], [" a"])
+        cold.append(lcpp.score_choices([p], [" Yes", " No"])[0])
+    assert np.max(np.abs(np.array(warm) - np.array(cold))) < 2e-3
+    st = lcpp.stats()
+    assert st["prompt_tokens_evaluated"] < st["prompt_tokens_submitted"]
+
+
+def test_agreement_with_hf_on_the_same_gguf(lcpp, items):
+    """Pinned from measurements (see benchmarks/RESULTS.md): llama.cpp computes with the quantised
+    Q4_1 blocks, transformers with the de-quantised fp32 weights."""
+    from judgegap.backends.hf import HFBackend
+
+    hf = HFBackend(MODEL)
+    g = PROMPTS.get("qa_generate")
+    reqs = [GenRequest(g.render(context=it.context, question=it.question, allow_unanswerable=False),
+                       max_new_tokens=12) for it in items]
+    a_l = [c.text.strip() for c in lcpp.generate(reqs)]
+    a_h = [c.text.strip() for c in hf.generate(reqs)]
+    same = sum(x == y for x, y in zip(a_l, a_h))
+    jp = _judge_prompts(items, a_h)
+    lj, hj = np.array(lcpp.score_choices(jp, [" Yes", " No"])), np.array(hf.score_choices(jp, [" Yes", " No"]))
+    sp = [PROMPTS.get("self_score").render(context=it.context, question=it.question, candidate=a,
+                                           allow_unanswerable=False) for it, a in zip(items, a_h)]
+    ls, hs = lcpp.score_choices(sp, list(SCORE_CHOICES)), hf.score_choices(sp, list(SCORE_CHOICES))
+    e_l = np.array([expected_score(score_distribution(r)[0]) for r in ls])
+    e_h = np.array([expected_score(score_distribution(r)[0]) for r in hs])
+    margin_l, margin_h = lj[:, 0] - lj[:, 1], hj[:, 0] - hj[:, 1]
+    print(json.dumps({"same_answers": same, "max_abs_dlogp_verdict": float(np.max(np.abs(lj - hj))),
+                      "verdict_sign_agree": int(np.sum(np.sign(margin_l) == np.sign(margin_h))),
+                      "margin_corr": float(np.corrcoef(margin_l, margin_h)[0, 1]),
+                      "max_abs_d_expected_score": float(np.max(np.abs(e_l - e_h)))}))
+    assert same >= 6                                   # measured 8/10 greedy answers identical
+    assert np.max(np.abs(lj - hj)) < 0.5               # measured max |d log p| 0.25
+    assert np.corrcoef(margin_l, margin_h)[0, 1] > 0.8  # measured 0.95
+    assert np.max(np.abs(e_l - e_h)) < 0.6             # expected self-score, measured max 0.2
+
+
+def test_bad_inputs_are_one_line(tmp_path, data_dir):
+    import gguf
+
+    bad_arch = tmp_path / "weird.gguf"
+    w = gguf.GGUFWriter(str(bad_arch), "notanarch")
+    w.add_context_length(128)
+    w.add_tensor("t", np.zeros((4, 4), dtype=np.float32))
+    w.write_header_to_file()
+    w.write_kv_data_to_file()
+    w.write_tensors_to_file()
+    w.close()
+    from judgegap.backends.models import resolve_builtin
+
+    truncated = tmp_path / "truncated.gguf"
+    truncated.write_bytes(resolve_builtin(MODEL).read_bytes()[: 3 << 20])
+    cases = [({"model": str(bad_arch)}, "architecture 'notanarch' is not supported"),
+             ({"model": str(truncated)}, "truncated.gguf"),
+             ({"model": MODEL, "n_ctx": 100000}, "exceeds the model's trained context of 8192"),
+             ({"model": MODEL, "n_ctx": 256}, "exceeds the context of 256 tokens")]
+    for extra, expect in cases:
+        cfg = {"name": "bad", "output_dir": str(tmp_path / "out"), "data_dir": str(data_dir),
+               "datasets": [{"name": "squad2", "n": 2}],
+               "models": [{"name": "m", "backend": "llamacpp", **extra}],
+               "experiments": [{"name": "asymmetry", "params": {"text_verdict": False}}]}
+        (tmp_path / "c.yaml").write_text(yaml.safe_dump(cfg))
+        p = cli_inproc("run", str(tmp_path / "c.yaml"), "--overwrite")
+        lines = p.stderr.strip().splitlines()
+        assert p.returncode != 0 and lines and lines[-1].startswith("error: ") and expect in lines[-1], p.stderr
+
+
+def test_kill_9_then_resume_through_llamacpp(tmp_path, data_dir):
+    cfg = {"name": "lc", "output_dir": str(tmp_path / "out"), "data_dir": str(data_dir), "bootstrap_resamples": 100,
+           "datasets": [{"name": "squad2", "n": 12}],
+           "models": [{"name": "m", "backend": "llamacpp", "model": MODEL, "n_ctx": 2048,
+                       "generation": {"max_new_tokens": 8}}],
+           "experiments": [{"name": "asymmetry", "params": {"text_verdict": False}}]}
+    (tmp_path / "c.yaml").write_text(yaml.safe_dump(cfg))
+    db = call_cache_file()
+    proc = subprocess.Popen([sys.executable, "-m", "judgegap.cli", "run", str(tmp_path / "c.yaml")],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+    def count() -> int:
+        try:
+            with sqlite3.connect(db, timeout=1) as c:
+                return c.execute("SELECT COUNT(*) FROM calls").fetchone()[0]
+        except sqlite3.Error:
+            return 0
+
+    deadline = time.time() + 180
+    while count() < 1 and time.time() < deadline and proc.poll() is None:
+        time.sleep(0.05)
+    assert proc.poll() is None, "the run ended before it could be killed"
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    with sqlite3.connect(db) as c:
+        before = dict(c.execute("SELECT key, created_at FROM calls").fetchall())
+    assert before
+    p = cli_inproc("run", str(tmp_path / "c.yaml"), "--resume")
+    assert p.returncode == 0, p.stderr
+    with sqlite3.connect(db) as c:
+        after = dict(c.execute("SELECT key, created_at FROM calls").fetchall())
+    assert all(after[k] == v for k, v in before.items())  # nothing completed was redone
+    s = json.loads((Path(tmp_path) / "out" / "summary.json").read_text())
+    assert s["experiments"]["asymmetry"]["datasets"]["squad2"]["models"]["m"]["n_items"] == 12
+    assert s["run"]["backends"]["m"]["engine"].startswith("llama.cpp")
