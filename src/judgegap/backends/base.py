@@ -88,6 +88,7 @@ class Capabilities:
     top_logprobs: bool = True
     multi_token_choices: bool = True
     attention: bool = False
+    prefix_cache: bool = False  # keeps the last prompt's KV state: calls sharing a prefix should run back to back
 
 
 class Backend(ABC):

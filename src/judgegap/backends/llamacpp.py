@@ -68,7 +68,7 @@ def supported_architectures() -> set[str]:
 @BACKENDS.register("llamacpp")
 class LlamaCppBackend(Backend):
     backend_name = "llamacpp"
-    capabilities = Capabilities(attention=False)
+    capabilities = Capabilities(attention=False, prefix_cache=True)
 
     def __init__(self, model: str, *, gguf_file: str | None = None, chat_template: str = "auto",
                  n_ctx: int | None = None, n_threads: int | None = None, n_gpu_layers: int = 0,

@@ -40,6 +40,10 @@ class AsymmetryParams(BaseModel):
     text_verdict: bool = True
     generate_template: str = "qa_generate"
     judge_template: str = "qa_judge"
+    order: Literal["auto", "model", "item"] = Field(
+        default="auto", description="call order: 'item' runs each item's answer and its own judgements back to"
+        " back (a KV-prefix cache then evaluates the passage once per item); 'model' batches each phase over all"
+        " items (best for batched GPUs); 'auto' = item for backends with a sequential prefix cache (llamacpp)")
 
 
 def parse_params(params: dict[str, Any]) -> AsymmetryParams:
@@ -66,6 +70,12 @@ def parse_verdict(text: str) -> int | None:
         if w in ("no", "incorrect", "false", "wrong"):
             return 0
     return None
+
+
+def judge_prompt(judge_t: Any, item: Any, candidate: str, allow_unanswerable: bool) -> Any:
+    """The judge prompt for one candidate (one place, so every pass builds identical requests)."""
+    return judge_t.render(context=item.context, question=item.question, candidate=candidate,
+                          allow_unanswerable=allow_unanswerable)
 
 
 def p_correct(lp_yes: float, lp_no: float) -> tuple[float, float]:
@@ -104,6 +114,9 @@ class Asymmetry(ExperimentBase):
             metric = ctx.dataset_metrics[ds_name]
             allow_unans = any(not it.answerable for it in items)
             answers: dict[str, dict[str, str]] = {}
+            cands = balanced_candidates(items, metric, p.f1_threshold, ctx.config.seed,
+                                        pool=ctx.pools.get(ds_name, items)) if p.balanced_candidates else {}
+            self._item_major_prepass(ctx, p, ds_name, items, cands, judges, gen_t, judge_t, allow_unans)
             # 1. generate
             for m in models:
                 be = ctx.backend(m.name)
@@ -127,8 +140,7 @@ class Asymmetry(ExperimentBase):
                     }))
                 ctx.store.put_records(NAME, "generation", recs)
             # 2. judge: every judge on every author's answers (+ balanced gold / wrong-span pair)
-            cands = balanced_candidates(items, metric, p.f1_threshold, ctx.config.seed,
-                                        pool=ctx.pools.get(ds_name, items)) if p.balanced_candidates else {}
+
             judge_names = judges or [m.name for m in models]
             for jname in judge_names:
                 authors = [m.name for m in models] if p.judges != "self" else [jname]
@@ -140,8 +152,7 @@ class Asymmetry(ExperimentBase):
                     for kind, text in cands.get(it.id, []):
                         pred = clean_answer(text)
                         rows.append({"item": it, "author": kind, "candidate": display_answer(pred), "pred": pred})
-                prompts = [judge_t.render(context=r["item"].context, question=r["item"].question,
-                                          candidate=r["candidate"], allow_unanswerable=allow_unans) for r in rows]
+                prompts = [judge_prompt(judge_t, r["item"], r["candidate"], allow_unans) for r in rows]
                 be = ctx.backend(jname)
                 lps = with_progress(ctx, f"{ds_name} · {jname} · judge (log-prob)", len(prompts), be,
                                           lambda: be.score_choices(prompts, list(JUDGE_CHOICES)))
@@ -167,6 +178,37 @@ class Asymmetry(ExperimentBase):
                         "template": judge_t.id,
                     }))
                 ctx.store.put_records(NAME, "judgment", recs)
+
+    @staticmethod
+    def _item_major_prepass(ctx: RunContext, p: AsymmetryParams, ds_name: str, items: list[Any],
+                            cands: dict[str, list[tuple[str, str]]], judges: list[str], gen_t: Any, judge_t: Any,
+                            allow_unans: bool) -> None:
+        """For each model that judges itself, make item i's answer, then its judgements of that answer
+        and of the item's gold / wrong-span candidates, back to back: the exact requests the main pass
+        makes (it then finds them all in the call cache), ordered so the passage's KV prefix is reused.
+        """
+        for m in ctx.config.models:
+            if m.name not in (judges or [x.name for x in ctx.config.models]):
+                continue
+            be = ctx.backend(m.name)
+            if p.order == "model" or (p.order == "auto" and not be.capabilities.prefix_cache):
+                continue
+            reqs = answer_requests(m, gen_t, items, allow_unans)
+
+            def run_items() -> None:
+                tick, be.progress = be.progress, None  # one tick per item, not per call
+                for it, req in zip(items, reqs):
+                    pred = clean_answer(be.generate([req])[0].text)
+                    texts = [display_answer(pred)] + [display_answer(clean_answer(t)) for _, t in cands.get(it.id, [])]
+                    prompts = [judge_prompt(judge_t, it, t, allow_unans) for t in texts]
+                    be.score_choices(prompts, list(JUDGE_CHOICES))
+                    if p.text_verdict:
+                        be.generate([GenRequest(prompts[0], max_new_tokens=4, temperature=0.0, stop=("\n",))])
+                    if tick:
+                        tick(1)
+
+            with_progress(ctx, f"{ds_name} · {m.name} · answer + self-judge (item by item)", len(items), be,
+                          run_items)
 
     def summarize(self, store: Store, config: dict[str, Any], params: dict[str, Any]) -> dict[str, Any]:
         return summarize_records(store.records(NAME, "generation"), store.records(NAME, "judgment"),

@@ -42,8 +42,11 @@ class PromptTemplate:
 PROMPTS: Registry[PromptTemplate] = Registry("prompt template")
 
 
-def register_prompt(t: PromptTemplate) -> PromptTemplate:
-    PROMPTS.add(t.name, t)
+def register_prompt(t: PromptTemplate, default: bool = True) -> PromptTemplate:
+    """Register ``name@version`` always, and ``name`` too when this version is the default."""
+    PROMPTS.add(t.id, t)
+    if default:
+        PROMPTS.add(t.name, t)
     return t
 
 
@@ -124,5 +127,33 @@ SELF_SCORE = register_prompt(PromptTemplate(
     assistant_prefix="Score:",
 ))
 
-__all__ = ["JUDGE_CHOICES", "PAIR_CHOICES", "PAIR_JUDGE", "PAIR_TIE_CHOICE", "PROMPTS", "PromptTemplate",
+# -- version 2: one shared opening for answering, judging and self-scoring ---------------------------
+# The system prompt, passage and question come first and are identical in all three, so an item's
+# answer, judge and self-score prompts share one long token prefix: a backend with a KV cache
+# (llamacpp, hf's prefix sharing) evaluates the passage once per item instead of once per prompt.
+_SHARED_SYSTEM = ("You work with a passage and a question about it. The passage is the only source of truth."
+                  "{% if allow_unanswerable %} If the passage does not contain the answer, the correct answer is:"
+                  " unanswerable{% endif %}")
+_SHARED_USER = "Passage:\n{{ context }}\n\nQuestion: {{ question }}\n\nTask: "
+
+QA_GENERATE_V2 = register_prompt(PromptTemplate(
+    name="qa_generate", version="2", system=_SHARED_SYSTEM,
+    user=_SHARED_USER + ("answer the question with the shortest answer, copied from the passage where possible,"
+                         " and no explanation."),
+    assistant_prefix="Answer:"), default=False)
+
+QA_JUDGE_V2 = register_prompt(PromptTemplate(
+    name="qa_judge", version="2", system=_SHARED_SYSTEM,
+    user=_SHARED_USER + ("decide whether a proposed answer is correct according to the passage.\n\n"
+                         "Proposed answer: {{ candidate }}\n\nIs the proposed answer correct? Reply with Yes or No."),
+    assistant_prefix="Verdict:"), default=False)
+
+SELF_SCORE_V2 = register_prompt(PromptTemplate(
+    name="self_score", version="2", system=_SHARED_SYSTEM,
+    user=_SHARED_USER + ("grade an answer.\n\nAnswer: {{ candidate }}\n\nHow likely is this answer to be correct?"
+                         " Give a score from 1 (certainly wrong) to 10 (certainly correct). Reply with the number"
+                         " only."),
+    assistant_prefix="Score:"), default=False)
+
+__all__ = ["QA_GENERATE_V2", "QA_JUDGE_V2", "SELF_SCORE_V2", "JUDGE_CHOICES", "PAIR_CHOICES", "PAIR_JUDGE", "PAIR_TIE_CHOICE", "PROMPTS", "PromptTemplate",
            "QA_GENERATE", "QA_JUDGE", "QA_PAIR_JUDGE", "SELF_SCORE", "register_prompt"]

@@ -1,0 +1,207 @@
+"""Engines side by side on the same model file and the same real SQuAD 2.0 items (issue #15).
+
+    JUDGEGAP_DATA_DIR=../shared/data python benchmarks/engines.py --model smollm2-135m-instruct --n 200
+    JUDGEGAP_DATA_DIR=../shared/data python benchmarks/engines.py --model qwen2.5-coder-1.5b-instruct --n 200
+
+Each engine runs in its own process (peak memory is per engine; no result cache is involved):
+
+- ``hf``       judgegap's transformers backend (GGUF de-quantised to fp32, batched, prefix-shared judging)
+- ``llamacpp`` judgegap's in-process llama.cpp backend (quantised GGUF; item by item, so an item's
+               judge prompts reuse its answer prompt's KV prefix)
+- ``lm-eval``  lm-evaluation-harness 0.4.13 ``hf`` model, generate_until on the same rendered prompts
+               (batch sizes 1 and 8; the faster is used), generate only: it has no judge step
+
+For each: items/s for generate only, self-judge only (one-pass log-prob verdict on the model's own
+answer), generate + self-judge, and the full asymmetry job (answer + judge own answer + gold +
+wrong span); peak RSS. Prompts: the v2 templates (shared passage prefix). The run ends with one
+line per model: ``ratio generate+self-judge / lm-eval generate-only (MODEL): X.XXx``.
+
+lm-evaluation-harness's own llama.cpp path (``--model gguf``) needs a llama.cpp HTTP server that
+returns prompt log-probs; none is installed by judgegap (llama-cpp-python's server builds from
+source), so it is reported as not run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import resource
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+ENGINES = ("hf", "llamacpp", "lm-eval")
+
+
+def _items(n: int):
+    from judgegap.data import load_dataset
+
+    return load_dataset("squad2", n=n, seed=0)
+
+
+def _prompts(items):
+    from judgegap.experiments.candidates import balanced_candidates, clean_answer, display_answer
+    from judgegap.prompts import PROMPTS
+
+    gen_t, judge_t = PROMPTS.get("qa_generate@2"), PROMPTS.get("qa_judge@2")
+    cands = balanced_candidates(items, "squad2", 0.5, 0)
+    gens = [gen_t.render(context=it.context, question=it.question, allow_unanswerable=True) for it in items]
+
+    def judges(it, answer):
+        texts = [display_answer(clean_answer(answer))] + [display_answer(clean_answer(t)) for _, t in cands[it.id]]
+        return [judge_t.render(context=it.context, question=it.question, candidate=t, allow_unanswerable=True)
+                for t in texts]
+    return gens, judges
+
+
+def worker(engine: str, model: str, n: int, max_new: int) -> dict:
+    from judgegap.backends.base import GenRequest
+    from judgegap.prompts import JUDGE_CHOICES
+
+    items = _items(n)
+    gens, judges = _prompts(items)
+    reqs = [GenRequest(p, max_new_tokens=max_new, stop=("\n",)) for p in gens]
+    choices = list(JUDGE_CHOICES)
+    t0 = time.perf_counter()
+    if engine == "hf":
+        from judgegap.backends.hf import HFBackend
+
+        be = HFBackend(model)
+    else:
+        from judgegap.backends.llamacpp import LlamaCppBackend
+
+        be = LlamaCppBackend(model)
+    load = time.perf_counter() - t0
+    res = {"engine": engine, "load_s": load}
+    if engine == "hf":  # batched phases, as the hf backend runs them
+        t0 = time.perf_counter()
+        answers = [c.text for c in be.generate(reqs)]
+        t_gen = time.perf_counter() - t0
+        jp = [judges(it, a) for it, a in zip(items, answers)]
+        t0 = time.perf_counter()
+        be.score_choices([j[0] for j in jp], choices)
+        t_self = time.perf_counter() - t0
+        t0 = time.perf_counter()
+        be.score_choices([p for j in jp for p in j], choices)
+        t_all_judges = time.perf_counter() - t0
+        res.update(generate_s=t_gen, self_judge_s=t_self, generate_self_judge_s=t_gen + t_self,
+                   asymmetry_s=t_gen + t_all_judges)
+    else:  # item by item: answer, then its judgements, on the reused prefix
+        t0 = time.perf_counter()
+        answers = [be.generate([r])[0].text for r in reqs]
+        t_gen = time.perf_counter() - t0
+        be.close()
+        be = LlamaCppBackend(model)  # a cold cache for the interleaved passes
+        t_gs = 0.0
+        t_asym = 0.0
+        self_only = 0.0
+        for it, r in zip(items, reqs):
+            t0 = time.perf_counter()
+            a = be.generate([r])[0].text
+            mid = time.perf_counter()
+            jp = judges(it, a)
+            be.score_choices(jp[:1], choices)
+            t1 = time.perf_counter()
+            be.score_choices(jp[1:], choices)
+            t2 = time.perf_counter()
+            t_gs += t1 - t0
+            self_only += t1 - mid
+            t_asym += t2 - t0
+        res.update(generate_s=t_gen, self_judge_s=self_only, generate_self_judge_s=t_gs, asymmetry_s=t_asym,
+                   prefix_reuse=be.stats()["prefix_reuse"])
+    res["peak_rss_gib"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
+    return res
+
+
+def lm_eval_worker(model: str, n: int, max_new: int) -> dict:
+    """lm-eval's hf model on the same rendered prompts and weights (the de-quantised GGUF)."""
+    import tempfile
+
+    import lm_eval
+    from lm_eval.tasks import TaskManager
+
+    from judgegap.backends.hf import HFBackend
+    from judgegap.backends.models import converted_dir
+
+    items = _items(n)
+    gens, _ = _prompts(items)
+    be = HFBackend(model)  # makes (or finds) the de-quantised copy lm-eval loads, and renders the prompts
+    rendered = [be.render(p) for p in gens]
+    model_dir = converted_dir(Path(be.source["path"]), be.source_fp)
+    del be
+    best = None
+    out = {"engine": "lm-eval"}
+    for bs in (1, 8):
+        with tempfile.TemporaryDirectory() as td:
+            data = Path(td) / "items.jsonl"
+            data.write_text("".join(json.dumps({"prompt": p, "target": ""}) + "\n" for p in rendered))
+            (Path(td) / "jg_squad.yaml").write_text(
+                "task: jg_squad\ndataset_path: json\n"
+                f"dataset_kwargs:\n  data_files:\n    test: {data}\n"
+                "test_split: test\noutput_type: generate_until\ndoc_to_text: '{{prompt}}'\n"
+                "doc_to_target: '{{target}}'\ntarget_delimiter: ''\n"
+                f"generation_kwargs:\n  until: [\"\\n\"]\n  max_gen_toks: {max_new}\n  do_sample: false\n"
+                "metric_list:\n  - metric: exact_match\n")
+            t0 = time.perf_counter()
+            lm_eval.simple_evaluate(model="hf", model_args=f"pretrained={model_dir},dtype=float32,device=cpu",
+                                    tasks=["jg_squad"], task_manager=TaskManager(include_path=td), batch_size=bs,
+                                    apply_chat_template=False)
+            t = time.perf_counter() - t0
+        out[f"generate_bs{bs}_s"] = t
+        best = t if best is None else min(best, t)
+    out["generate_s"] = best
+    out["peak_rss_gib"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
+    return out
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--model", default="smollm2-135m-instruct")
+    ap.add_argument("--n", type=int, default=200)
+    ap.add_argument("--max-new-tokens", type=int, default=16)
+    ap.add_argument("--engines", default=",".join(ENGINES))
+    ap.add_argument("--worker", default=None, help=argparse.SUPPRESS)
+    args = ap.parse_args()
+    if args.worker:
+        res = (lm_eval_worker(args.model, args.n, args.max_new_tokens) if args.worker == "lm-eval"
+               else worker(args.worker, args.model, args.n, args.max_new_tokens))
+        print("RESULT " + json.dumps(res))
+        return
+    results = {}
+    for eng in args.engines.split(","):
+        p = subprocess.run([sys.executable, __file__, "--worker", eng, "--model", args.model, "--n", str(args.n),
+                            "--max-new-tokens", str(args.max_new_tokens)], capture_output=True, text=True)
+        line = [x for x in p.stdout.splitlines() if x.startswith("RESULT ")]
+        if p.returncode != 0 or not line:
+            results[eng] = {"error": (p.stderr.strip().splitlines() or ["?"])[-1]}
+        else:
+            results[eng] = json.loads(line[-1][7:])
+    n = args.n
+    print(f"model {args.model}, {n} SQuAD 2.0 items, {args.max_new_tokens} new tokens, {platform.machine()},"
+          f" {__import__('os').cpu_count()} cores")
+    print(f"{'engine':10s} {'gen it/s':>9s} {'judge it/s':>10s} {'gen+judge it/s':>14s} {'asym it/s':>9s}"
+          f" {'judge/gen':>9s} {'peak GiB':>8s}")
+    for eng, r in results.items():
+        if "error" in r:
+            print(f"{eng:10s} error: {r['error']}")
+            continue
+        g = n / r["generate_s"]
+        j = n / r["self_judge_s"] if r.get("self_judge_s") else float("nan")
+        gj = n / r["generate_self_judge_s"] if r.get("generate_self_judge_s") else float("nan")
+        a = n / r["asymmetry_s"] if r.get("asymmetry_s") else float("nan")
+        over = r["self_judge_s"] / r["generate_s"] if r.get("self_judge_s") else float("nan")
+        print(f"{eng:10s} {g:9.3f} {j:10.3f} {gj:14.3f} {a:9.3f} {over:9.2f} {r['peak_rss_gib']:8.2f}")
+    print("lm-eval gguf (llama.cpp server): not run (needs a llama.cpp HTTP server; see the docstring)")
+    print("RESULTS " + json.dumps(results))
+    lm = results.get("lm-eval", {})
+    for eng in ("llamacpp", "hf"):
+        r = results.get(eng, {})
+        if "generate_self_judge_s" in r and "generate_s" in lm:
+            ratio = (n / r["generate_self_judge_s"]) / (n / lm["generate_s"])
+            print(f"ratio generate+self-judge / lm-eval generate-only ({args.model}, judgegap {eng}): {ratio:.2f}x")
+
+
+if __name__ == "__main__":
+    main()
