@@ -117,3 +117,31 @@ def cli_inproc(*args: str) -> subprocess.CompletedProcess:
         for s, h in handlers.items():
             signal.signal(s, h)
     return subprocess.CompletedProcess(["judgegap", *args], code, out.getvalue(), err.getvalue())
+
+
+def count_calls(db: Path) -> int:
+    """Rows in a call cache (0 while it does not exist yet or is locked)."""
+    import sqlite3
+
+    try:
+        with sqlite3.connect(db, timeout=1) as c:
+            return c.execute("SELECT COUNT(*) FROM calls").fetchone()[0]
+    except sqlite3.Error:
+        return 0
+
+
+def run_then_kill_9(args: list[str], min_calls: int, timeout: float = 240) -> None:
+    """Start ``judgegap ARGS`` in a process, wait until the call cache holds ``min_calls`` rows,
+    then kill -9 it (the test fails if the run ended first)."""
+    import signal
+    import time
+
+    db = call_cache_file()
+    proc = subprocess.Popen([sys.executable, "-m", "judgegap.cli", *args], stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL)
+    deadline = time.time() + timeout
+    while count_calls(db) < min_calls and time.time() < deadline and proc.poll() is None:
+        time.sleep(0.05)
+    assert proc.poll() is None, "the run ended before it could be killed"
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()

@@ -4,12 +4,7 @@ agreement with transformers on the same file, resume, and bad input."""
 from __future__ import annotations
 
 import json
-import os
-import signal
 import sqlite3
-import subprocess
-import sys
-import time
 from pathlib import Path
 
 import numpy as np
@@ -22,7 +17,7 @@ from judgegap.backends.base import ChatPrompt, GenRequest  # noqa: E402
 from judgegap.errors import BackendError  # noqa: E402
 from judgegap.metrics.scores import SCORE_CHOICES, expected_score, score_distribution  # noqa: E402
 from judgegap.prompts import PROMPTS  # noqa: E402
-from tests.conftest import call_cache_file, cli_inproc  # noqa: E402
+from tests.conftest import call_cache_file, cli_inproc, run_then_kill_9  # noqa: E402
 
 MODEL = "smollm2-135m-instruct"
 pytestmark = pytest.mark.slow
@@ -167,22 +162,7 @@ def test_kill_9_then_resume_through_llamacpp(tmp_path, data_dir):
            "experiments": [{"name": "asymmetry", "params": {"text_verdict": False}}]}
     (tmp_path / "c.yaml").write_text(yaml.safe_dump(cfg))
     db = call_cache_file()
-    proc = subprocess.Popen([sys.executable, "-m", "judgegap.cli", "run", str(tmp_path / "c.yaml")],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-
-    def count() -> int:
-        try:
-            with sqlite3.connect(db, timeout=1) as c:
-                return c.execute("SELECT COUNT(*) FROM calls").fetchone()[0]
-        except sqlite3.Error:
-            return 0
-
-    deadline = time.time() + 180
-    while count() < 1 and time.time() < deadline and proc.poll() is None:
-        time.sleep(0.05)
-    assert proc.poll() is None, "the run ended before it could be killed"
-    os.kill(proc.pid, signal.SIGKILL)
-    proc.wait()
+    run_then_kill_9(["run", str(tmp_path / "c.yaml")], min_calls=1, timeout=180)
     with sqlite3.connect(db) as c:
         before = dict(c.execute("SELECT key, created_at FROM calls").fetchall())
     assert before
@@ -194,3 +174,23 @@ def test_kill_9_then_resume_through_llamacpp(tmp_path, data_dir):
     s = json.loads((Path(tmp_path) / "out" / "summary.json").read_text())
     assert s["experiments"]["asymmetry"]["datasets"]["squad2"]["models"]["m"]["n_items"] == 6
     assert s["run"]["backends"]["m"]["engine"].startswith("llama.cpp")
+
+
+def test_openai_backend_against_the_real_llama_cpp_server(lcpp, items):
+    """The same llama.cpp engine over HTTP (xllamacpp's server listens on loopback): Yes/No verdicts
+    from its top log-probs agree with the in-process exact scores; the 1-10 self-score scale cannot
+    be read exactly there (no echoed prompt log-probs; " 10" is " " + "1" + "0"), so it raises
+    instead of reading " 1" as " 10"."""
+    from judgegap.backends.openai_compat import OpenAIBackend
+
+    srv = OpenAIBackend("smollm2", base_url=lcpp.server.listening_address + "/v1", tokenizer=MODEL, timeout_s=120)
+    prompts = _judge_prompts(items[:3], [it.answers[0] for it in items[:3]])
+    over_http = np.array(srv.score_choices(prompts, [" Yes", " No"]))
+    assert srv.echo is False  # llama.cpp's server ignores echo
+    in_proc = np.array(lcpp.score_choices(prompts, [" Yes", " No"]))
+    assert np.max(np.abs(over_http - in_proc)) < 0.2
+    assert np.array_equal(np.argmax(over_http, axis=1), np.argmax(in_proc, axis=1))
+    s = PROMPTS.get("self_score").render(context=items[0].context, question=items[0].question,
+                                         candidate=items[0].answers[0], allow_unanswerable=False)
+    with pytest.raises(BackendError, match="cannot be read exactly"):
+        srv.score_choices([s], list(SCORE_CHOICES))

@@ -16,7 +16,7 @@ from werkzeug import Request, Response
 from judgegap.backends.base import ChatPrompt, GenRequest
 from judgegap.backends.openai_compat import OpenAIBackend
 from judgegap.errors import BackendError
-from tests.conftest import call_cache_file, run_cli
+from tests.conftest import call_cache_file, run_cli, run_then_kill_9
 
 
 def _ok(body: dict, with_logprobs: bool = True) -> Response:
@@ -144,11 +144,7 @@ def test_logprobs_false_is_rejected_at_config_time(tmp_path, data_dir):
 
 
 def test_kill_9_then_resume_with_the_openai_backend(httpserver, tmp_path, data_dir):
-    import os
-    import signal
     import sqlite3
-    import subprocess
-    import sys
 
     seen: list[str] = []
 
@@ -166,22 +162,7 @@ def test_kill_9_then_resume_with_the_openai_backend(httpserver, tmp_path, data_d
            "experiments": ["asymmetry"]}
     (tmp_path / "c.yaml").write_text(yaml.safe_dump(cfg))
     db = call_cache_file()
-    proc = subprocess.Popen([sys.executable, "-m", "judgegap.cli", "run", str(tmp_path / "c.yaml")],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-
-    def count() -> int:
-        try:
-            with sqlite3.connect(db, timeout=1) as c:
-                return c.execute("SELECT COUNT(*) FROM calls").fetchone()[0]
-        except sqlite3.Error:
-            return 0
-
-    deadline = time.time() + 120
-    while count() < 20 and time.time() < deadline and proc.poll() is None:
-        time.sleep(0.05)
-    assert proc.poll() is None
-    os.kill(proc.pid, signal.SIGKILL)
-    proc.wait()
+    run_then_kill_9(["run", str(tmp_path / "c.yaml")], min_calls=20, timeout=120)
     time.sleep(0.3)  # let the server finish the handler of a request cut off by the kill
     with sqlite3.connect(db) as c:
         done = {json.dumps(json.loads(r[0])) for r in c.execute("SELECT request_json FROM calls")}

@@ -3,18 +3,13 @@
 from __future__ import annotations
 
 import json
-import os
-import signal
 import sqlite3
-import subprocess
-import sys
-import time
 from pathlib import Path
 
 import pytest
 import yaml
 
-from tests.conftest import call_cache_file, run_cli
+from tests.conftest import call_cache_file, run_cli, run_then_kill_9
 
 
 def _config(tmp_path: Path, model_dir: Path, data_dir: Path, n: int, out: str = "out", **extra) -> Path:
@@ -62,25 +57,10 @@ def test_full_run_writes_every_output(tmp_path, tiny_model, data_dir):
     assert p3.returncode == 1 and "--resume" in p3.stderr
 
 
-def _count(db: Path) -> int:
-    try:
-        with sqlite3.connect(db, timeout=1) as c:
-            return c.execute("SELECT COUNT(*) FROM calls").fetchone()[0]
-    except sqlite3.Error:
-        return 0
-
-
 def test_kill_9_then_resume_repeats_no_completed_call(tmp_path, tiny_model, data_dir):
     cfg = _config(tmp_path, tiny_model, data_dir, n=30)
     db = call_cache_file()
-    proc = subprocess.Popen([sys.executable, "-m", "judgegap.cli", "run", str(cfg)],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    deadline = time.time() + 240
-    while _count(db) < 20 and time.time() < deadline and proc.poll() is None:
-        time.sleep(0.05)
-    assert proc.poll() is None, "run finished before it could be killed"
-    os.kill(proc.pid, signal.SIGKILL)
-    proc.wait()
+    run_then_kill_9(["run", str(cfg)], min_calls=20)
     with sqlite3.connect(db) as c:
         before = dict(c.execute("SELECT key, created_at FROM calls").fetchall())
     assert 20 <= len(before)

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import json
 import os
-import signal
 import sqlite3
 import subprocess
 import sys
@@ -17,7 +16,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from tests.conftest import call_cache_file, cli_inproc, run_cli
+from tests.conftest import call_cache_file, cli_inproc, run_then_kill_9
 
 
 def _cfg(tmp_path: Path, data_dir: Path, n: int = 6, seed: int = 0, out: str = "out", exps=None,
@@ -93,22 +92,8 @@ def test_second_writer_is_refused_and_overwrite_cannot_delete_a_live_run(tmp_pat
 
 def test_kill_9_marks_the_run_interrupted_and_report_says_so(tmp_path, data_dir):
     cfg = _cfg(tmp_path, data_dir, n=40, latency=0.05)
-    proc = subprocess.Popen([sys.executable, "-m", "judgegap.cli", "run", str(cfg)],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     db = tmp_path / "out" / "judgegap.sqlite"
-
-    def n_calls() -> int:
-        try:
-            with sqlite3.connect(call_cache_file(), timeout=1) as c:
-                return c.execute("SELECT COUNT(*) FROM calls").fetchone()[0]
-        except sqlite3.Error:
-            return 0
-
-    deadline = time.time() + 60
-    while n_calls() < 20 and time.time() < deadline:
-        time.sleep(0.05)
-    os.kill(proc.pid, signal.SIGKILL)
-    proc.wait()
+    run_then_kill_9(["run", str(cfg)], min_calls=20, timeout=60)
     p = cli_inproc("report", str(tmp_path / "out"))
     assert p.returncode == 0, p.stderr
     assert "interrupted" in p.stderr and "--resume" in p.stderr

@@ -4,7 +4,6 @@ how to continue; secrets never reach a message."""
 from __future__ import annotations
 
 import json
-import os
 import signal
 import subprocess
 import sys

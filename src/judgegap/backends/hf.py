@@ -73,6 +73,41 @@ def render_prompt(tok: Any, prompt: ChatPrompt, use_chat: bool) -> str:
     return prompt.plain_text()
 
 
+def continuation_ids(tok: Any, use_chat: bool, prompt_text: str, prompt_ids: list[int], choice: str) -> list[int]:
+    """The token ids a choice adds after the prompt, as the model tokenises prompt + choice
+    together (so " 10" after "Score:" is whatever the tokenizer makes of it there); the choice
+    alone where joining re-tokenises the prompt's end. Shared by every tokenizer-based backend."""
+    full = list(tok(prompt_text + choice, add_special_tokens=not use_chat)["input_ids"])
+    if full[:len(prompt_ids)] == prompt_ids and len(full) > len(prompt_ids):
+        return full[len(prompt_ids):]
+    ids = list(tok(choice, add_special_tokens=False)["input_ids"])
+    if not ids:
+        raise BackendError(f"choice {choice!r} encodes to no tokens")
+    return ids
+
+
+def tokenizer_cache_dir(gguf: Path, fingerprint: str) -> Path:
+    """Where a tokenizer parsed out of a GGUF file is kept (parsing Gemma's takes ~30 s)."""
+    from judgegap.backends.models import cache_dir
+
+    return cache_dir() / "tokenizers" / f"{gguf.stem}-{fingerprint}"
+
+
+def _save_tokenizer(tok: Any, target: Path) -> None:
+    tmp = target.with_name(target.name + f".tmp{os.getpid()}")
+    try:
+        tok.save_pretrained(tmp)
+        if not target.exists():
+            tmp.rename(target)
+    except OSError:
+        pass  # a cache that cannot be written only costs time
+    finally:
+        if tmp.exists():
+            import shutil
+
+            shutil.rmtree(tmp, ignore_errors=True)
+
+
 @functools.lru_cache(maxsize=4)
 def load_tokenizer(ref: str):
     """A model's tokenizer (chat template included) without loading its weights.
@@ -83,17 +118,17 @@ def load_tokenizer(ref: str):
     from transformers import AutoTokenizer
 
     try:
-        if ref in BUILTIN_MODELS:
-            gp = resolve_builtin(ref)
-            conv = converted_dir(gp, file_fingerprint(gp))
-            if (conv / "tokenizer_config.json").is_file():
-                return AutoTokenizer.from_pretrained(conv)
-            return AutoTokenizer.from_pretrained(gp.parent, gguf_file=gp.name)
-        p = Path(ref).expanduser()
-        if p.suffix == ".gguf":
-            check_gguf(p)
-            return AutoTokenizer.from_pretrained(p.parent, gguf_file=p.name)
-        return AutoTokenizer.from_pretrained(ref, local_files_only=p.is_dir())
+        gp = resolve_builtin(ref) if ref in BUILTIN_MODELS else Path(ref).expanduser()
+        if gp.suffix == ".gguf":
+            check_gguf(gp)
+            fp = file_fingerprint(gp)
+            for d in (converted_dir(gp, fp), tokenizer_cache_dir(gp, fp)):
+                if (d / "tokenizer_config.json").is_file():
+                    return AutoTokenizer.from_pretrained(d)
+            tok = AutoTokenizer.from_pretrained(gp.parent, gguf_file=gp.name)
+            _save_tokenizer(tok, tokenizer_cache_dir(gp, fp))
+            return tok
+        return AutoTokenizer.from_pretrained(ref, local_files_only=gp.is_dir())
     except BackendError:
         raise
     except Exception as exc:  # noqa: BLE001
@@ -197,13 +232,7 @@ class HFBackend(Backend):
         return list(self.tok(text, add_special_tokens=not self.use_chat)["input_ids"])
 
     def _continuation_ids(self, prompt_text: str, prompt_ids: list[int], choice: str) -> list[int]:
-        full = list(self.tok(prompt_text + choice, add_special_tokens=not self.use_chat)["input_ids"])
-        if full[:len(prompt_ids)] == prompt_ids and len(full) > len(prompt_ids):
-            return full[len(prompt_ids):]
-        ids = list(self.tok(choice, add_special_tokens=False)["input_ids"])
-        if not ids:
-            raise BackendError(f"choice {choice!r} encodes to no tokens")
-        return ids
+        return continuation_ids(self.tok, self.use_chat, prompt_text, prompt_ids, choice)
 
     def _token_budget(self, generate: bool = False) -> int:
         """Tokens per batch: a function of the model, the device and its TOTAL memory only.

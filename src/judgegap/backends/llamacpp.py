@@ -148,13 +148,9 @@ class LlamaCppBackend(Backend):
         return self.encode_text(self.render(prompt))
 
     def _continuation(self, text: str, ids: list[int], choice: str) -> list[int]:
-        full = self.encode_text(text + choice)
-        if full[:len(ids)] == ids and len(full) > len(ids):
-            return full[len(ids):]
-        own = list(self.tok(choice, add_special_tokens=False)["input_ids"])
-        if not own:
-            raise BackendError(f"choice {choice!r} encodes to no tokens")
-        return own
+        from judgegap.backends.hf import continuation_ids
+
+        return continuation_ids(self.tok, self.use_chat, text, ids, choice)
 
     def _check_len(self, n: int, extra: int) -> None:
         if n + extra > self.n_ctx:

@@ -265,11 +265,12 @@ class OpenAIBackend(Backend):
         if not lp:
             raise BackendError(f"{self.base_url} returned no log-probabilities; this server cannot do "
                                "score_choices / top_logprobs (set logprobs: false and use text verdicts)")
-        if self.endpoint == "completions":
+        if self.endpoint == "completions" and not lp.get("content"):  # the legacy completions format
             tops = lp.get("top_logprobs") or []
             if not tops or not tops[0]:
                 raise BackendError(f"{self.base_url} returned no top_logprobs")
             return sorted(((t, _num(v)) for t, v in tops[0].items()), key=lambda x: -x[1])
+        # chat-style "content" (OpenAI chat; llama.cpp's server answers /completions this way too)
         content = lp.get("content") or []
         if not content or not content[0].get("top_logprobs"):
             raise BackendError(f"{self.base_url} returned no top_logprobs")
