@@ -28,7 +28,10 @@ def data_dir() -> Path:
 @pytest.fixture(autouse=True)
 def _isolated_cache(tmp_path_factory, tmp_path, monkeypatch):
     # converted GGUF weights are shared across tests (slow to make); the call cache is per test
-    cache = Path(os.environ.get("JUDGEGAP_TEST_CACHE", tmp_path_factory.getbasetemp() / "cache"))
+    base = tmp_path_factory.getbasetemp()
+    if os.environ.get("PYTEST_XDIST_WORKER"):  # workers share one model cache (conversions are slow)
+        base = base.parent
+    cache = Path(os.environ.get("JUDGEGAP_TEST_CACHE", base / "cache"))
     monkeypatch.setenv("JUDGEGAP_CACHE_DIR", str(Path(os.environ.get("JUDGEGAP_CACHE_DIR", cache))))
     monkeypatch.setenv("JUDGEGAP_CALL_CACHE", str(tmp_path / "calls.sqlite"))
 

@@ -40,7 +40,7 @@ def items():
     from judgegap.data import load_dataset
     from tests.conftest import real_data_dir
 
-    return load_dataset("squad2", data_dir=real_data_dir(), n=8, seed=3, answerable=True)
+    return load_dataset("squad2", data_dir=real_data_dir(), n=6, seed=3, answerable=True)
 
 
 def _judge_prompts(items, answers):
@@ -76,7 +76,7 @@ def test_prefix_reuse_gives_the_same_verdicts(lcpp, items):
     after a reused prefix goes through other matmul kernels than the whole prompt at once. Measured
     on SmolLM2 Q4_1: up to 0.10 nats (the size of the quantised-vs-fp32 gap to transformers), never
     a flipped verdict; the hf backend's prefix sharing is exact (test_hf_backend)."""
-    prompts = _judge_prompts(items[:3], [it.answers[0] for it in items[:3]])
+    prompts = _judge_prompts(items[:2], [it.answers[0] for it in items[:2]])
     # back to back: the judge prompts of one item share the passage; then each after an unrelated prompt
     warm = lcpp.score_choices(prompts, [" Yes", " No"])
     cold = []
@@ -108,7 +108,7 @@ def test_agreement_with_hf_on_the_same_gguf(lcpp, items):
     jp = _judge_prompts(items, a_h)
     lj, hj = np.array(lcpp.score_choices(jp, [" Yes", " No"])), np.array(hf.score_choices(jp, [" Yes", " No"]))
     sp = [PROMPTS.get("self_score").render(context=it.context, question=it.question, candidate=a,
-                                           allow_unanswerable=False) for it, a in zip(items[:5], a_h)]
+                                           allow_unanswerable=False) for it, a in zip(items[:3], a_h)]
     ls, hs = lcpp.score_choices(sp, list(SCORE_CHOICES)), hf.score_choices(sp, list(SCORE_CHOICES))
     e_l = np.array([expected_score(score_distribution(r)[0]) for r in ls])
     e_h = np.array([expected_score(score_distribution(r)[0]) for r in hs])
@@ -117,10 +117,10 @@ def test_agreement_with_hf_on_the_same_gguf(lcpp, items):
                       "verdict_sign_agree": int(np.sum(np.sign(margin_l) == np.sign(margin_h))),
                       "margin_corr": float(np.corrcoef(margin_l, margin_h)[0, 1]),
                       "max_abs_d_expected_score": float(np.max(np.abs(e_l - e_h)))}))
-    assert same >= 5                                   # measured 8/10 greedy answers identical (12 tokens)
+    assert same >= 3                                   # measured 8/10 greedy answers identical (12 tokens)
     assert np.max(np.abs(lj - hj)) < 0.3               # measured max |d log p| 0.10
-    assert np.sum(np.sign(margin_l) == np.sign(margin_h)) >= 6  # measured 9/10 verdicts agree
-    assert np.corrcoef(margin_l, margin_h)[0, 1] > 0.9  # measured 0.98
+    assert np.sum(np.sign(margin_l) == np.sign(margin_h)) >= 5  # measured 9/10 verdicts agree
+    assert np.corrcoef(margin_l, margin_h)[0, 1] > 0.85  # measured 0.98 (10 items)
     assert np.max(np.abs(e_l - e_h)) < 0.8             # expected self-score (1-10), measured max 0.39
 
 
@@ -156,7 +156,7 @@ def test_bad_inputs_are_one_line(tmp_path, data_dir):
 
 def test_kill_9_then_resume_through_llamacpp(tmp_path, data_dir):
     cfg = {"name": "lc", "output_dir": str(tmp_path / "out"), "data_dir": str(data_dir), "bootstrap_resamples": 100,
-           "datasets": [{"name": "squad2", "n": 6}],
+           "datasets": [{"name": "squad2", "n": 4}],
            "models": [{"name": "m", "backend": "llamacpp", "model": MODEL, "n_ctx": 2048,
                        "generation": {"max_new_tokens": 4}}],
            "experiments": [{"name": "asymmetry", "params": {"text_verdict": False}}]}
@@ -172,7 +172,7 @@ def test_kill_9_then_resume_through_llamacpp(tmp_path, data_dir):
         after = dict(c.execute("SELECT key, created_at FROM calls").fetchall())
     assert all(after[k] == v for k, v in before.items())  # nothing completed was redone
     s = json.loads((Path(tmp_path) / "out" / "summary.json").read_text())
-    assert s["experiments"]["asymmetry"]["datasets"]["squad2"]["models"]["m"]["n_items"] == 6
+    assert s["experiments"]["asymmetry"]["datasets"]["squad2"]["models"]["m"]["n_items"] == 4
     assert s["run"]["backends"]["m"]["engine"].startswith("llama.cpp")
 
 
@@ -184,7 +184,7 @@ def test_openai_backend_against_the_real_llama_cpp_server(lcpp, items):
     from judgegap.backends.openai_compat import OpenAIBackend
 
     srv = OpenAIBackend("smollm2", base_url=lcpp.server.listening_address + "/v1", tokenizer=MODEL, timeout_s=120)
-    prompts = _judge_prompts(items[:3], [it.answers[0] for it in items[:3]])
+    prompts = _judge_prompts(items[:2], [it.answers[0] for it in items[:2]])
     over_http = np.array(srv.score_choices(prompts, [" Yes", " No"]))
     assert srv.echo is False  # llama.cpp's server ignores echo
     in_proc = np.array(lcpp.score_choices(prompts, [" Yes", " No"]))

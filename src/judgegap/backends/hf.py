@@ -201,8 +201,12 @@ class HFBackend(Backend):
                     _forget_gguf_quantizer(model)
                     model.save_pretrained(tmp)
                     tok.save_pretrained(tmp)
-                    if not conv.exists():
-                        tmp.rename(conv)
+                    try:
+                        tmp.rename(conv)  # atomic; another process may have finished first
+                    except OSError:
+                        import shutil
+
+                        shutil.rmtree(tmp, ignore_errors=True)
                     model = model.to(dtype)
             else:
                 local = kind == "dir"

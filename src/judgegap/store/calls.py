@@ -57,16 +57,7 @@ class CallCache:
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             self._conn = sqlite3.connect(self.path, check_same_thread=False, timeout=60.0)
-            if existed:
-                rows = self._conn.execute("PRAGMA quick_check").fetchall()
-                if rows != [("ok",)]:
-                    self._conn.close()
-                    detail = " ".join("; ".join(str(r[0]) for r in rows[:2]).split())
-                    raise JudgegapError(f"call cache {self.path} is damaged ({detail}); move it away (runs will"
-                                        " recompute their model calls) or set call_cache: to another file")
-            self._conn.execute("PRAGMA journal_mode=WAL")
-            self._conn.execute("PRAGMA synchronous=NORMAL")
-            self._conn.executescript(SCHEMA)
+            self._init(existed)
         except JudgegapError:
             raise
         except (OSError, sqlite3.Error) as exc:
@@ -74,6 +65,31 @@ class CallCache:
         self._lock = threading.RLock()
         self.hits = 0
         self.misses = 0
+
+    def _init(self, existed: bool, deadline_s: float = 60.0) -> None:
+        """Integrity check, WAL mode and schema. Another process initialising the same file at the
+        same moment can make SQLite answer "locked" at once (switching journal modes and upgrading a
+        read lock do not wait on the busy timeout), so this retries for up to a minute."""
+        t_end = time.monotonic() + deadline_s
+        delay = 0.05
+        while True:
+            try:
+                if existed:
+                    rows = self._conn.execute("PRAGMA quick_check").fetchall()
+                    if rows != [("ok",)]:
+                        self._conn.close()
+                        detail = " ".join("; ".join(str(r[0]) for r in rows[:2]).split())
+                        raise JudgegapError(f"call cache {self.path} is damaged ({detail}); move it away (runs"
+                                            " will recompute their model calls) or set call_cache: to another file")
+                self._conn.execute("PRAGMA journal_mode=WAL")
+                self._conn.execute("PRAGMA synchronous=NORMAL")
+                self._conn.executescript(SCHEMA)
+                return
+            except sqlite3.OperationalError as exc:
+                if "locked" not in str(exc) and "busy" not in str(exc) or time.monotonic() > t_end:
+                    raise
+                time.sleep(delay)
+                delay = min(delay * 2, 1.0)
 
     def close(self) -> None:
         with self._lock:
