@@ -29,6 +29,8 @@ def test_report_renders_and_filters_in_chromium(tmp_path):
         page.goto(report.as_uri())
         assert page.locator("h1").inner_text()
         assert page.locator("#headline tr").count() >= 3        # header + 2 models
+        assert page.locator("#trust-table tr").count() >= 3     # the first question, per model
+        assert page.locator("#trust").is_visible()
         rows = page.locator("#blind-spots tbody tr")
         total = rows.count()
         assert total >= 1
