@@ -238,3 +238,58 @@ def test_self_score_exact_through_echo(httpserver):
     assert expected_score(dist) == pytest.approx((0.891 + 0.1 + 0.4 + 0.09 + 1e-6 * (3 + 4 + 5 + 6 + 7 + 9))
                                                  / (1 + 6e-6), abs=1e-4)
     assert expected_score(dist) < 1.6
+
+
+# -- servers cannot hang a run -----------------------------------------------------------------------------
+
+def test_a_trickling_reply_hits_the_total_deadline(httpserver):
+    """Before: one byte every 0.3 s never tripped the per-read timeout of 1 s."""
+    def trickle(req):
+        def body():
+            for ch in '{"choices": [{"text": " slow", "finish_reason": "stop"}]}':
+                time.sleep(0.3)
+                yield ch.encode()
+        return Response(body(), content_type="application/json")
+
+    httpserver.expect_request("/v1/completions").respond_with_handler(trickle)
+    be = OpenAIBackend("m", base_url=httpserver.url_for("/v1"), timeout_s=1.0, max_retries=0, logprobs=False)
+    t0 = time.monotonic()
+    with pytest.raises(BackendError, match="no complete reply within timeout_s=1s"):
+        be.generate([GenRequest(ChatPrompt.of(None, "q"), max_new_tokens=2)])
+    assert time.monotonic() - t0 < 5
+
+
+def test_retry_after_is_capped_by_the_maximum_backoff(httpserver):
+    """Before: Retry-After: 3600 was obeyed as sent."""
+    seen = []
+
+    def handler(req):
+        seen.append(1)
+        if len(seen) == 1:
+            return Response("busy", status=429, headers={"Retry-After": "3600"})
+        return _ok(json.loads(req.data))
+
+    httpserver.expect_request("/v1/completions").respond_with_handler(handler)
+    be = OpenAIBackend("m", base_url=httpserver.url_for("/v1"), backoff_max_s=0.2, echo=False)
+    t0 = time.monotonic()
+    out = be.generate([GenRequest(ChatPrompt.of(None, "q"), max_new_tokens=2)])
+    assert out[0].text.startswith(" answer") and time.monotonic() - t0 < 5
+    assert be.stats()["retry_after_capped"] == 1
+
+
+@pytest.mark.parametrize("body", [
+    {"choices": "nope"},
+    {"choices": []},
+    {"choices": [{"text": 5}]},
+    {"choices": [{"text": " Yes", "logprobs": {"tokens": [" Yes"], "token_logprobs": ["-0.5"],
+                                               "top_logprobs": [{" Yes": "-0.4"}]}}]},
+    {"choices": [{"text": " Yes", "logprobs": {"tokens": [" Yes"], "token_logprobs": [None],
+                                               "top_logprobs": [{" Yes": None}]}}]},
+])
+def test_malformed_200_replies_are_retried_then_one_error(httpserver, body):
+    """Before: a 200 with {"choices": "nope"} or string/null log-probs gave a traceback."""
+    httpserver.expect_request("/v1/completions").respond_with_json(body)
+    be = OpenAIBackend("m", base_url=httpserver.url_for("/v1"), max_retries=1, backoff_base_s=0.01, echo=False)
+    with pytest.raises(BackendError, match="malformed .*after 2 attempts"):
+        be.generate([GenRequest(ChatPrompt.of(None, "q"), max_new_tokens=2)])
+    assert be.failures.get("malformed_reply") == 2
