@@ -36,10 +36,8 @@ class View:
     @staticmethod
     def wrap(v: Any, path: str) -> Any:
         if isinstance(v, Mapping):
-            if set(v) >= _EST_KEYS and len(set(v) - _EST_KEYS) == 0:
-                nan = float("nan")
-                return Estimate(*(nan if v[k] is None else v[k] for k in ("value", "ci_low", "ci_high")),
-                                int(v["n"]))
+            if set(v) == _EST_KEYS:
+                return Estimate.from_dict(v)
             return View(v, path)
         return v
 

@@ -279,8 +279,6 @@ def route(
     as_json: bool = typer.Option(False, "--json"),
 ) -> None:
     """Risk-coverage, a cross-validated threshold for a target, and the cost curve of escalation."""
-    import numpy as np
-
     from judgegap.routing import Router, cost_curve, cross_validated_threshold, risk_coverage
     from judgegap.routing.curves import aurc
 

@@ -34,6 +34,12 @@ class Interrupted(JudgegapError):
     exit_code = 130
 
 
+def json_kind(v: object) -> str:
+    """How a JSON value is named in an error line ("null", "a number", "a list", ...)."""
+    return "null" if v is None else {str: "a string", int: "a number", float: "a number", bool: "a boolean",
+                                     list: "a list", dict: "an object"}.get(type(v), type(v).__name__)
+
+
 def redact_secrets(text: str) -> str:
     """Remove the values of API-key environment variables from text about to be shown.
 

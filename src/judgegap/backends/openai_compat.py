@@ -25,14 +25,13 @@ import logging
 import math
 import os
 import random
-import re
 from collections.abc import Awaitable, Callable
 from typing import Any
 
 import httpx
 
 from judgegap.backends.base import BACKENDS, Backend, Capabilities, ChatPrompt, Completion, GenRequest
-from judgegap.errors import BackendError
+from judgegap.errors import BackendError, redact_secrets
 
 TOP_K_FOR_CHOICES = 20
 log = logging.getLogger("judgegap.openai")
@@ -146,7 +145,7 @@ class OpenAIBackend(Backend):
         """Remove the API key (and any bearer token) from text that may reach a message or log."""
         if self._api_key:
             text = text.replace(self._api_key, "***")
-        return re.sub(r"(?i)(bearer\s+)[A-Za-z0-9._\-]{8,}", r"\1***", text)
+        return redact_secrets(text)
 
     async def _post(self, client: httpx.AsyncClient, path: str, body: dict[str, Any],
                     retries: int | None = None,

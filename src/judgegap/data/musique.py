@@ -9,7 +9,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from judgegap.data.hotpotqa import join_paragraphs
-from judgegap.data.io import read_records, require
+from judgegap.data.io import read_records
 from judgegap.data.registry import DatasetSpec, register_dataset
 from judgegap.data.schemas import MusiqueRecord, checked
 from judgegap.data.types import QAItem

@@ -14,7 +14,7 @@ from typing import Any, TypeVar
 from pydantic import (BaseModel, ConfigDict, Field, StrictBool, StrictInt, StrictStr, ValidationError,
                       model_validator)
 
-from judgegap.errors import DataError
+from judgegap.errors import DataError, json_kind
 
 
 class _Rec(BaseModel):
@@ -105,11 +105,6 @@ class MusiqueRecord(_Rec):
 M = TypeVar("M", bound=BaseModel)
 
 
-def _kind(v: Any) -> str:
-    return "null" if v is None else {str: "a string", int: "a number", float: "a number", bool: "a boolean",
-                                     list: "a list", dict: "an object"}.get(type(v), type(v).__name__)
-
-
 def checked(model: type[M], obj: Any, path: Path, where: str) -> M:
     """``obj`` validated as ``model``, or one DataError naming file, record and field."""
     try:
@@ -118,7 +113,7 @@ def checked(model: type[M], obj: Any, path: Path, where: str) -> M:
         e = exc.errors()[0]
         loc = ".".join(str(x) for x in e["loc"])
         got = e.get("input")
-        detail = "missing" if e["type"] == "missing" else f"{e['msg'].lower()}, got {_kind(got)}"
+        detail = "missing" if e["type"] == "missing" else f"{e['msg'].lower()}, got {json_kind(got)}"
         rid = ""
         if isinstance(obj, dict):
             for k in ("id", "_id", "question_id", "query_id"):

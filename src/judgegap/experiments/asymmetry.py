@@ -220,11 +220,6 @@ def _est(e: Estimate) -> dict[str, Any]:
     return e.to_dict()
 
 
-def _from_dict(d: dict[str, Any]) -> Estimate:
-    nan = float("nan")
-    return Estimate(*(nan if d.get(k) is None else d[k] for k in ("value", "ci_low", "ci_high")), int(d["n"]))
-
-
 def trust_verdict(sj: dict[str, Any], n_wrong: int, n_right: int) -> dict[str, Any]:
     """The user's first question — can I trust this model's judgement of its OWN answers? —
     answered from its verdicts on its own answers (never from the easier balanced set)."""
@@ -311,14 +306,14 @@ def summarize_records(gens: list[dict[str, Any]], judg: list[dict[str, Any]], p:
                 judge_ok = (v == y).astype(float)
                 msum["gap_raw"] = _est(paired_diff_ci(judge_ok, corr, **kw))
                 # Youden's J on own answers (2 x balanced accuracy - 1): 0 for a judge that guesses
-                msum["gap_own_answers_j"] = _est(bootstrap_indices(
-                    lambda i: 2 * balanced_accuracy(y[i], v[i]) - 1 - float(corr[i].mean()), len(y), **kw))
+                gap_own = bootstrap_indices(
+                    lambda i: 2 * balanced_accuracy(y[i], v[i]) - 1 - float(corr[i].mean()), len(y), **kw)
+                msum["gap_own_answers_j"] = _est(gap_own)
                 msum["blind_spots"] = [ids[k] for k in range(len(ids)) if corr[k] == 0 and v[k] == 1]
                 wrong = y == 0
                 msum["self_judge"]["wrong_accept_rate"] = _est(mean_ci(v[wrong].astype(float), **kw)) \
                     if wrong.any() else None
-                msum["verdict_own_answers"] = "on its own answers: " + verdict_text(
-                    _from_dict(msum["gap_own_answers_j"]))
+                msum["verdict_own_answers"] = "on its own answers: " + verdict_text(gap_own)
                 msum["trust"] = trust_verdict(msum["self_judge"], int(wrong.sum()), int((~wrong).sum()))
             # balanced judged set
             pairs = []

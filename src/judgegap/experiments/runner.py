@@ -17,14 +17,14 @@ from rich.markup import escape
 from judgegap import __version__
 from judgegap.backends import CachedBackend, make_backend
 from judgegap.config import DatasetConfig, RunConfig
-from judgegap.data import DATASETS, QAItem, stratified_sample
+from judgegap.data import DATASETS, stratified_sample
 from judgegap.errors import Interrupted, JudgegapError
 from judgegap.experiments.base import EXPERIMENTS, RunContext
 from judgegap.experiments.progress import make_progress
 from judgegap.store import Store, jsonout
 from judgegap.store.calls import CallCache
-from judgegap.store.rundir import (RESULT_FILES, RunLock, config_diff, config_hash, foreign_result_files,  # noqa: F401
-                                   is_locked, record_written, remove_written)
+from judgegap.store.rundir import (RunLock, config_diff, config_hash, foreign_result_files, is_locked,
+                                   record_written, remove_written)
 
 SUMMARY_SCHEMA_VERSION = 2
 
@@ -84,7 +84,11 @@ def prepare_output_dir(out: Path, resume: bool, overwrite: bool, config: dict[st
         if not store_file.exists():
             raise JudgegapError(f"--resume: {out} holds no judgegap run to resume; run without --resume to start"
                                 " one")
-        last = Store(store_file).last_run()
+        prior = Store(store_file)
+        try:
+            last = prior.last_run()
+        finally:
+            prior.close()
         if last is None:
             raise JudgegapError(f"--resume: {store_file} holds no run to resume; use --overwrite to start over")
         changed = config_diff(normalised_config(last["config"]), config)

@@ -29,6 +29,13 @@ class Estimate:
     def to_dict(self) -> dict[str, float | int]:
         return {"value": self.value, "ci_low": self.ci_low, "ci_high": self.ci_high, "n": self.n}
 
+    @classmethod
+    def from_dict(cls, d: dict[str, float | int | None]) -> Estimate:
+        """The inverse of ``to_dict`` after a JSON round trip (undefined numbers were written as null)."""
+        nan = float("nan")
+        return cls(*(nan if d.get(k) is None else float(d[k]) for k in ("value", "ci_low", "ci_high")),
+                   int(d["n"]))
+
     def fmt(self, digits: int = 3, pct: bool = False) -> str:
         if np.isnan(self.value):
             return f"n/a (n={self.n})"

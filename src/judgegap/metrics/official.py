@@ -19,16 +19,11 @@ from typing import Any
 import numpy as np
 
 from judgegap.data.types import QAItem
-from judgegap.errors import JudgegapError
+from judgegap.errors import JudgegapError, json_kind
 from judgegap.metrics.hotpotqa import f1_score, sp_scores
 from judgegap.metrics.musique import support_f1
 from judgegap.metrics.qa import score_item
 from judgegap.metrics.squad import squad2_eval_dict
-
-
-def _kind(v: Any) -> str:
-    return "null" if v is None else {bool: "a boolean", int: "a number", float: "a number", list: "a list",
-                                     dict: "an object"}.get(type(v), type(v).__name__)
 
 
 def check_answer(qid: str, value: Any, allow_spans: bool = False, source: str = "predictions") -> Any:
@@ -42,7 +37,7 @@ def check_answer(qid: str, value: Any, allow_spans: bool = False, source: str = 
     if allow_spans and isinstance(value, list) and value and all(isinstance(x, str) for x in value):
         return value
     what = "a string or a non-empty list of strings" if allow_spans else "a string"
-    raise JudgegapError(f"{source}: answer for {qid!r} is {_kind(value)} ({str(value)[:40]}); expected {what}"
+    raise JudgegapError(f"{source}: answer for {qid!r} is {json_kind(value)} ({str(value)[:40]}); expected {what}"
                         " (use \"\" for no answer)")
 
 
