@@ -49,7 +49,8 @@ class GenerationConfig(_Strict):
 class ModelConfig(_Strict):
     name: str = Field(description="short label used in results and reports")
     backend: str = "hf"
-    model: str = Field(description="built-in name, hub id, local path or GGUF file (hf); served model id (openai)")
+    model: str = Field(default="", description="built-in name, hub id, local path or GGUF file (hf); served model"
+                       " id (openai); optional for backend 'file'")
     gguf_file: str | None = None
     dtype: Literal["auto", "float32", "bfloat16", "float16"] = "auto"
     device: Literal["auto", "cpu", "cuda", "mps"] = "auto"
@@ -73,6 +74,26 @@ class ModelConfig(_Strict):
                                " restoring them makes numbers depend on the cache's history)")
     # scripted (rule-based, no weights): see judgegap.backends.scripted
     script: dict[str, Any] | None = None
+    # answers produced elsewhere (two-stage judging): see judgegap.data.answers
+    answers: Path | dict[str, Path] | None = Field(
+        default=None, description="this model's answers come from a file (predictions JSON/JSONL, lm-eval"
+        " --log_samples, inspect_ai log) instead of generation: one path, or {dataset: path}")
+    answers_format: Literal["auto", "predictions", "lm_eval", "inspect"] = "auto"
+    answers_id_field: str | None = Field(default=None, description="the field holding the item id (lm-eval: in"
+                                         " the doc; inspect: in the sample metadata)")
+
+    def answers_file(self, dataset: str) -> Path | None:
+        """The answers file for one dataset (a single path serves every dataset)."""
+        if self.answers is None:
+            return None
+        if isinstance(self.answers, dict):
+            return self.answers.get(dataset)
+        return self.answers
+
+    def answer_set(self, dataset: str) -> Any:
+        """The parsed answers for one dataset, or None when this model generates its own."""
+        f = self.answers_file(dataset)
+        return None if f is None else self.answer_set_from(f)
 
     @field_validator("batch_size")
     @classmethod
@@ -92,7 +113,34 @@ class ModelConfig(_Strict):
     def _server_needs_url(self) -> ModelConfig:
         if self.backend == "openai" and not self.base_url:
             raise ValueError("backend 'openai' needs base_url (e.g. http://127.0.0.1:8000/v1)")
+        if not self.model and self.backend != "file":
+            raise ValueError(f"model: required for backend {self.backend!r} (a built-in name, path or served id)")
+        if self.backend == "file" and self.answers is None:
+            raise ValueError("backend 'file' needs answers: a file (or {dataset: file}) of answers made elsewhere")
         return self
+
+    @model_validator(mode="after")
+    def _answers_readable(self) -> ModelConfig:
+        from judgegap.errors import JudgegapError
+
+        files = ([] if self.answers is None else list(self.answers.values()) if isinstance(self.answers, dict)
+                 else [self.answers])
+        if isinstance(self.answers, dict):
+            from judgegap.data import DATASETS
+
+            for ds in self.answers:
+                DATASETS.validate(ds)
+        for f in files:
+            try:
+                self.answer_set_from(f)
+            except JudgegapError as exc:
+                raise ValueError(f"answers: {exc}") from None
+        return self
+
+    def answer_set_from(self, f: Path) -> Any:
+        from judgegap.data.answers import read_answers
+
+        return read_answers(f, self.answers_format, self.answers_id_field)
 
 
 class ExperimentConfig(_Strict):
@@ -134,6 +182,19 @@ class RunConfig(_Strict):
             dup = {n for n in names if names.count(n) > 1}
             if dup:
                 raise ValueError(f"{what} names must be unique, repeated: {', '.join(sorted(dup))}")
+        return self
+
+    @model_validator(mode="after")
+    def _file_models_cover_datasets(self) -> RunConfig:
+        from judgegap.data import DATASETS
+
+        qa = [d.name for d in self.datasets if DATASETS.get(d.name).kind == "qa"]
+        for i, m in enumerate(self.models):
+            if m.backend == "file":
+                lacking = [d for d in qa if m.answers_file(d) is None]
+                if lacking:
+                    raise ValueError(f"models[{i}] ({m.name}): backend 'file' has no answers for dataset"
+                                     f" {', '.join(lacking)} (answers: {{dataset: file}})")
         return self
 
     @model_validator(mode="after")

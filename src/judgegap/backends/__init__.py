@@ -12,6 +12,7 @@ BACKENDS.add_lazy("hf", "judgegap.backends.hf:HFBackend")
 BACKENDS.add_lazy("openai", "judgegap.backends.openai_compat:OpenAIBackend")
 BACKENDS.add_lazy("scripted", "judgegap.backends.scripted:ScriptedBackend")
 BACKENDS.add_lazy("llamacpp", "judgegap.backends.llamacpp:LlamaCppBackend")
+BACKENDS.add_lazy("file", "judgegap.backends.file:FileBackend")
 
 if TYPE_CHECKING:
     from judgegap.config import ModelConfig

@@ -19,8 +19,9 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from judgegap.backends.base import GenRequest
 from judgegap.errors import ConfigError
-from judgegap.experiments.base import (EXPERIMENTS, ExperimentBase, RunContext, answer_requests,
-                                       parse_experiment_params, with_progress)
+from judgegap.experiments.base import (EXPERIMENTS, ExperimentBase, RunContext, all_judges, answer_requests,
+                                       check_all_judges,
+                                       model_answers, parse_experiment_params, with_progress)
 from judgegap.experiments.candidates import balanced_candidates, clean_answer, display_answer
 from judgegap.metrics.bootstrap import Estimate, bootstrap_indices, mean_ci, paired_diff_ci
 from judgegap.metrics.calibration import spearman
@@ -99,13 +100,25 @@ class Asymmetry(ExperimentBase):
 
     @staticmethod
     def models_used(p: AsymmetryParams, model_names: list[str]) -> dict[str, list[str]]:
+        if p.judges == "self":
+            return {"models": model_names, "self_judges": model_names}
         return {"models": model_names, "judges": list(p.judges) if isinstance(p.judges, list) else []}
+
+    @staticmethod
+    def role_needs(p: AsymmetryParams) -> dict[str, tuple[str, ...]]:
+        # authors answer (a backend or an answers file); judges read verdict log-probabilities
+        return {"models": ("generate",), "judges": ("score_choices",), "self_judges": ("score_choices",)}
+
+    @staticmethod
+    def check(p: AsymmetryParams, cfg: Any) -> None:
+        if p.judges == "all":
+            check_all_judges(cfg, ("score_choices",))
 
     def run(self, ctx: RunContext, params: dict[str, Any]) -> None:
         p = parse_params(params)
         gen_t, judge_t = PROMPTS.get(p.generate_template), PROMPTS.get(p.judge_template)
         models = ctx.config.models
-        judges = [m.name for m in models] if p.judges == "all" else (
+        judges = all_judges(ctx.config) if p.judges == "all" else (
             [] if p.judges == "self" else list(p.judges))
         unknown = [j for j in judges if j not in {m.name for m in models}]
         if unknown:
@@ -119,10 +132,7 @@ class Asymmetry(ExperimentBase):
             self._item_major_prepass(ctx, p, ds_name, items, cands, judges, gen_t, judge_t, allow_unans)
             # 1. generate
             for m in models:
-                be = ctx.backend(m.name)
-                reqs = answer_requests(m, gen_t, items, allow_unans)
-                comps = with_progress(ctx, f"{ds_name} · {m.name} · generate", len(reqs), be,
-                                            lambda: be.generate(reqs))
+                comps = model_answers(ctx, m, gen_t, items, allow_unans, ds_name, f"{ds_name} · {m.name} · generate")
                 recs = []
                 answers[m.name] = {}
                 for it, c in zip(items, comps):
@@ -136,7 +146,8 @@ class Asymmetry(ExperimentBase):
                         "answerable": it.answerable, "question": it.question, "context": it.context,
                         "gold": " | ".join(it.answers) if it.answerable else "(unanswerable)",
                         "question_type": str(it.metadata.get("question_type", "")),
-                        "hops": it.metadata.get("hops"), "template": gen_t.id,
+                        "hops": it.metadata.get("hops"),
+                        "template": "file" if c.finish_reason == "file" else gen_t.id,
                     }))
                 ctx.store.put_records(NAME, "generation", recs)
             # 2. judge: every judge on every author's answers (+ balanced gold / wrong-span pair)
@@ -191,6 +202,7 @@ class Asymmetry(ExperimentBase):
             if m.name not in (judges or [x.name for x in ctx.config.models]):
                 continue
             be = ctx.backend(m.name)
+            aset = m.answer_set(ds_name)
             if p.order == "model" or (p.order == "auto" and not be.capabilities.prefix_cache):
                 continue
             reqs = answer_requests(m, gen_t, items, allow_unans)
@@ -198,7 +210,7 @@ class Asymmetry(ExperimentBase):
             def run_items() -> None:
                 tick, be.progress = be.progress, None  # one tick per item, not per call
                 for it, req in zip(items, reqs):
-                    pred = clean_answer(be.generate([req])[0].text)
+                    pred = clean_answer(aset.answers[it.id] if aset is not None else be.generate([req])[0].text)
                     texts = [display_answer(pred)] + [display_answer(clean_answer(t)) for _, t in cands.get(it.id, [])]
                     prompts = [judge_prompt(judge_t, it, t, allow_unans) for t in texts]
                     be.score_choices(prompts, list(JUDGE_CHOICES))

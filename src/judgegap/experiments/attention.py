@@ -29,7 +29,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from judgegap.errors import ConfigError
 from judgegap.experiments.asymmetry import p_correct
-from judgegap.experiments.base import (EXPERIMENTS, ExperimentBase, RunContext, answer_requests, parse_experiment_params,
+from judgegap.experiments.base import (EXPERIMENTS, ExperimentBase, RunContext, model_answers, parse_experiment_params,
                                        with_progress)
 from judgegap.experiments.candidates import clean_answer, display_answer
 from judgegap.metrics.bootstrap import bootstrap_indices, mean_ci
@@ -81,8 +81,7 @@ class Attention(ExperimentBase):
             for mc in ctx.config.models:
                 be = ctx.backend(mc.name)
                 hf = be.backend
-                reqs = answer_requests(mc, gen_t, items, unans)
-                comps = with_progress(ctx, f"{ds} · {mc.name} · answer", len(items), be, lambda: be.generate(reqs))
+                comps = model_answers(ctx, mc, gen_t, items, unans, ds, f"{ds} · {mc.name} · answer")
                 preds = [clean_answer(c.text) for c in comps]
                 judge_prompts = [judge_t.render(context=it.context, question=it.question,
                                                 candidate=display_answer(pr), allow_unanswerable=unans)

@@ -53,6 +53,55 @@ def answer_requests(model_cfg: Any, template: Any, items: list[QAItem], allow_un
                        stop=tuple(g.stop), seed=g.seed) for it in items]
 
 
+def model_answers(ctx: RunContext, model_cfg: Any, template: Any, items: list[QAItem], allow_unanswerable: bool,
+                  dataset: str, label: str) -> list[Any]:
+    """The model's answers to ``items``: read from its ``answers:`` file when it has one for this
+    dataset (two-stage judging), else generated through its backend (and the call cache)."""
+    from judgegap.backends.base import Completion
+
+    aset = model_cfg.answer_set(dataset)
+    if aset is not None:
+        missing = [it.id for it in items if it.id not in aset.answers]
+        if missing:  # the run restricts items to the file's ids, so this is a file changed mid-run
+            raise ConfigError(f"{aset.path}: no answer for item {missing[0]!r} of {dataset}"
+                              f" ({len(missing)} missing); was the file replaced during the run?")
+        return [Completion(text=aset.answers[it.id], finish_reason="file") for it in items]
+    be = ctx.backend(model_cfg.name)
+    reqs = answer_requests(model_cfg, template, items, allow_unanswerable)
+    return with_progress(ctx, label, len(reqs), be, lambda: be.generate(reqs))
+
+
+def model_caps(model_cfg: Any) -> Any:
+    """What a configured model can do: its backend's capabilities, with generation supplied by an
+    answers file when it has one."""
+    from dataclasses import replace
+
+    from judgegap.backends import BACKENDS
+
+    caps = BACKENDS.get(model_cfg.backend).capabilities_for(model_cfg)
+    return replace(caps, generate=True) if model_cfg.answers is not None else caps
+
+
+def all_judges(cfg: Any) -> list[str]:
+    """What ``judges: all`` means: every configured model that makes calls (a ``file`` model only
+    supplies answers)."""
+    return [m.name for m in cfg.models if m.backend != "file"]
+
+
+def check_all_judges(cfg: Any, needs: tuple[str, ...]) -> None:
+    """``judges: all`` — every calling model must deliver ``needs`` (raise ValueError naming it)."""
+    names = all_judges(cfg)
+    if not names:
+        raise ValueError("has no judge: every configured model only supplies answers from a file;"
+                         " add a model whose backend returns log-probabilities")
+    for m in cfg.models:
+        if m.name in names:
+            missing = [c for c in needs if not getattr(model_caps(m), c)]
+            if missing:
+                raise ValueError(f"needs {', '.join(CAPABILITY_WORDS.get(c, c) for c in missing)}, which model"
+                                 f" {m.name} (backend {m.backend}) cannot provide")
+
+
 P = TypeVar("P", bound=BaseModel)
 
 
@@ -121,6 +170,16 @@ class ExperimentBase:
         return {"models": list(model_names)}
 
     @staticmethod
+    def check(params: Any, cfg: Any) -> None:
+        """Experiment-specific checks of the whole config (raise ValueError); run at load."""
+
+    @staticmethod
+    def role_needs(params: Any) -> dict[str, tuple[str, ...]] | None:
+        """Capabilities per ``models_used`` field when roles differ (authors generate, judges score);
+        None = every model used needs everything in ``needs``."""
+        return None
+
+    @staticmethod
     def requires(params: Any) -> dict[str, tuple[str, ...]]:
         """params field (or "") -> experiments that must come earlier (any one of them)."""
         return {}
@@ -141,7 +200,6 @@ def validate_experiments(cfg: Any) -> None:
 
     Called when the config is loaded, so nothing is written and no model is called before a
     mistake in the LAST experiment is found. Raises ValueError naming the experiment and field."""
-    from judgegap.backends import BACKENDS
     from judgegap.data import DATASETS
 
     model_names = [m.name for m in cfg.models]
@@ -171,13 +229,21 @@ def validate_experiments(cfg: Any) -> None:
                 what = f".params.{field_name}" if field_name else ""
                 raise ValueError(f"{where}{what} needs the {' or '.join(options)} experiment earlier in experiments")
         needs = cls.needs(p)
+        role_needs = getattr(cls, "role_needs", lambda _p: None)(p)
         for name in sorted(used):
             m = by_name[name]
-            caps = BACKENDS.get(m.backend).capabilities_for(m)
-            missing = [c for c in needs if not getattr(caps, c)]
+            caps = model_caps(m)
+            wanted = needs if role_needs is None else tuple(dict.fromkeys(
+                c for f, names in cls.models_used(p, model_names).items() if name in names
+                for c in role_needs.get(f, needs)))
+            missing = [c for c in wanted if not getattr(caps, c)]
             if missing:
                 raise ValueError(f"{where} needs {', '.join(CAPABILITY_WORDS.get(c, c) for c in missing)}, which"
                                  f" model {name} (backend {m.backend}) cannot provide")
+        try:
+            getattr(cls, "check", lambda _p, _c: None)(p, cfg)
+        except ValueError as exc:
+            raise ValueError(f"{where} {exc}") from None
         seen.append(exp.name)
 
 

@@ -25,7 +25,8 @@ from pydantic import BaseModel, ConfigDict, Field
 from judgegap.backends.base import ChatPrompt, GenRequest
 from judgegap.data.verdicts import load_verdicts, normalise_verdict
 from judgegap.errors import ConfigError, DataError
-from judgegap.experiments.base import EXPERIMENTS, ExperimentBase, RunContext, parse_experiment_params, with_progress
+from judgegap.experiments.base import (EXPERIMENTS, ExperimentBase, RunContext, all_judges, check_all_judges,
+                                       parse_experiment_params, with_progress)
 from judgegap.metrics.agreement import (agreement_report, annotator_report, combine_orders, length_report,
                                         position_report)
 from judgegap.metrics.bootstrap import bootstrap_indices
@@ -110,7 +111,12 @@ class Pairwise(ExperimentBase):
 
     @staticmethod
     def models_used(p: PairwiseParams, model_names: list[str]) -> dict[str, list[str]]:
-        return {"judges": model_names if p.judges == "all" else list(p.judges)}
+        return {"judges": [] if p.judges == "all" else list(p.judges)}  # 'all': see check()
+
+    @staticmethod
+    def check(p: PairwiseParams, cfg: Any) -> None:
+        if p.judges == "all":
+            check_all_judges(cfg, Pairwise.needs(p))
 
     @staticmethod
     def requires(p: PairwiseParams) -> dict[str, tuple[str, ...]]:
@@ -120,7 +126,7 @@ class Pairwise(ExperimentBase):
         p = parse_experiment_params(PairwiseParams, NAME, params)
         tmpl = PROMPTS.get(p.template)
         models = [m.name for m in ctx.config.models]
-        judges = models if p.judges == "all" else list(p.judges)
+        judges = all_judges(ctx.config) if p.judges == "all" else list(p.judges)
         unknown = [j for j in judges if j not in models]
         if unknown:
             raise ConfigError(f"experiments.{NAME}.params.judges: unknown model(s) {', '.join(unknown)}")

@@ -59,8 +59,28 @@ def load_items(cfg: RunConfig, ds: DatasetConfig) -> tuple[list[Any], list[Any]]
         pool = [it for it in pool if str(it.metadata.get("question_type", "")) in set(ds.question_types)]
     if not pool:
         raise JudgegapError(f"dataset {ds.name}: no items left after filters")
-    items = stratified_sample(pool, ds.n, ds.seed, key=(lambda it: it.stratum) if ds.stratify else None)
+    eligible = restrict_to_answers(cfg, ds.name, pool)
+    items = stratified_sample(eligible, ds.n, ds.seed, key=(lambda it: it.stratum) if ds.stratify else None)
     return items, pool
+
+
+def restrict_to_answers(cfg: RunConfig, dataset: str, pool: list[Any]) -> list[Any]:
+    """Only items every answers file covers can be judged: sample among those (a file made with
+    lm-eval's --limit covers a subset). A file sharing no id with the dataset is an error."""
+    eligible = pool
+    for i, m in enumerate(cfg.models):
+        aset = m.answer_set(dataset)
+        if aset is None:
+            continue
+        covered = [it for it in eligible if it.id in aset.answers]
+        if not covered:
+            sample = ", ".join(repr(k) for k in list(aset.answers)[:2])
+            ours = ", ".join(repr(it.id) for it in pool[:2])
+            raise JudgegapError(f"models[{i}] ({m.name}).answers: {aset.path} shares no id with dataset {dataset}"
+                                f" (file ids look like {sample}; the dataset's like {ours}); give answers as"
+                                " {dataset: file} when datasets differ")
+        eligible = covered
+    return eligible
 
 
 def dataset_counts(cfg: RunConfig, datasets: dict[str, list[Any]]) -> dict[str, dict[str, Any]]:
@@ -164,6 +184,10 @@ def _run_locked(cfg: RunConfig, out: Path, config_dict: dict[str, Any], datasets
     scope = last["config_hash"] if resume and last and last.get("config_hash") else config_hash(config_dict)
     store.start_run(cfg.name, config_dict, environment(), cfg.seed, scope)
     store.log_event("datasets", dataset_counts(cfg, datasets))
+    files = {f"{m.name}/{ds}": aset.describe() for m in cfg.models for ds in datasets
+             if (aset := m.answer_set(ds)) is not None}
+    if files:
+        store.log_event("answers_files", files)
     calls = CallCache(cfg.call_cache)
     backends: dict[str, CachedBackend] = {}
     model_cfgs = {m.name: m for m in cfg.models}

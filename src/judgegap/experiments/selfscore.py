@@ -20,7 +20,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from judgegap.backends.base import GenRequest
 from judgegap.errors import ConfigError
-from judgegap.experiments.base import (EXPERIMENTS, ExperimentBase, RunContext, answer_requests, parse_experiment_params,
+from judgegap.experiments.base import (EXPERIMENTS, ExperimentBase, RunContext, model_answers, parse_experiment_params,
                                        with_progress)
 from judgegap.experiments.candidates import clean_answer, display_answer
 from judgegap.metrics.agreement import cohen_kappa
@@ -87,8 +87,7 @@ class SelfScore(ExperimentBase):
             unans = any(not it.answerable for it in items)
             for mc in ctx.config.models:
                 be = ctx.backend(mc.name)
-                reqs = answer_requests(mc, gen_t, items, unans)
-                comps = with_progress(ctx, f"{ds} · {mc.name} · answer", len(reqs), be, lambda: be.generate(reqs))
+                comps = model_answers(ctx, mc, gen_t, items, unans, ds, f"{ds} · {mc.name} · answer")
                 preds = [clean_answer(c.text) for c in comps]
                 prompts = [score_t.render(context=it.context, question=it.question, candidate=display_answer(pr),
                                           allow_unanswerable=unans) for it, pr in zip(items, preds)]
