@@ -105,6 +105,61 @@ def run(
               "judgegap.sqlite)")
 
 
+@app.command()
+def train(
+    config: Path = typer.Argument(..., help="training YAML (see configs/train_*.yaml)"),
+    resume: bool = typer.Option(False, "--resume", help="continue a killed training from its last checkpoint"),
+    overwrite: bool = typer.Option(False, "--overwrite", help="discard an earlier training run in the output dir"),
+    output_dir: Optional[Path] = typer.Option(None, "--output-dir", "-o", help="override output_dir"),
+    no_eval: bool = typer.Option(False, "--no-eval", help="train only; skip base-vs-tuned on held-out items"),
+    include: Optional[list[Path]] = typer.Option(None, "--include", help="a plugin .py file to import first"),
+) -> None:
+    """Fine-tune a model (LoRA) with a registered method, then compare it with its base on held-out items."""
+    from judgegap.plugins import load_file
+    from judgegap.training.config import load_train_config
+    from judgegap.training.pipeline import run_training
+
+    for k, f in enumerate(include or []):
+        load_file(f, f"--include[{k}]")
+    cfg = load_train_config(config)
+    if output_dir is not None:
+        cfg = cfg.model_copy(update={"output_dir": output_dir})
+    summary = run_training(cfg, resume=resume, overwrite=overwrite, evaluate=not no_eval, console=err)
+    tr = summary["training"]
+    out.print(f"trained {escape(cfg.method.name)} on {escape(cfg.model.model)}: {tr['steps']} steps,"
+              f" {tr['examples']} examples, final loss {tr['final_loss']:.4f},"
+              f" {tr['seconds_per_step'] or float('nan'):.2f} s/step, peak {tr['peak_rss_gib']:.2f} GiB",
+              highlight=False)
+    ev = summary.get("evaluation")
+    if ev:
+        print_transfer(ev["transfer"])
+        for line in ev["reading"]:
+            out.print(escape(line), highlight=False)
+    out.print(f"adapter in {escape(str(cfg.output_dir))}/adapter; use it as `adapter:` on an hf model entry")
+
+
+def print_transfer(matrix: dict[str, Any]) -> None:
+    from rich.table import Table
+
+    from judgegap.metrics.bootstrap import Estimate
+    from judgegap.training.transfer import MEASURES
+
+    t = Table(title="tuned − base on held-out items (paired bootstrap 95% CI)")
+    t.add_column("dataset")
+    t.add_column("n", justify="right")
+    for m in MEASURES:
+        t.add_column(m)
+    for ds, row in matrix.items():
+        cells = []
+        for m in MEASURES:
+            d = Estimate.from_dict(row[m]["diff"])
+            b = Estimate.from_dict(row[m]["base"])
+            cells.append("n/a" if d.value != d.value else
+                         f"{b.value:.2f}→{b.value + d.value:.2f} ({d.value:+.2f} [{d.ci_low:+.2f}, {d.ci_high:+.2f}])")
+        t.add_row(escape(ds), str(row["n_items"]), *cells)
+    out.print(t)
+
+
 @app.command("judge-pairs")
 def judge_pairs(
     config: Path = typer.Argument(..., help="YAML with pairwise datasets and the pairwise experiment"),

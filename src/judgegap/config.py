@@ -27,6 +27,8 @@ class DatasetConfig(_Strict):
     data_dir: Path | None = None
     data_file: Path | None = None
     answerable: bool | None = Field(default=None, description="keep only (un)answerable items")
+    exclude_trained: bool = Field(default=True, description="drop items (and passages) a configured model's"
+                                  " adapter was trained on before sampling; when false, any overlap is an error")
     question_types: list[str] = Field(default_factory=list)
     stratify: bool = True
 
@@ -74,6 +76,8 @@ class ModelConfig(_Strict):
                                " restoring them makes numbers depend on the cache's history)")
     # scripted (rule-based, no weights): see judgegap.backends.scripted
     script: dict[str, Any] | None = None
+    adapter: Path | None = Field(default=None, description="hf: a LoRA adapter directory (judgegap train's output"
+                                 " or any PEFT adapter for this base model), merged at load")
     # answers produced elsewhere (two-stage judging): see judgegap.data.answers
     answers: Path | dict[str, Path] | None = Field(
         default=None, description="this model's answers come from a file (predictions JSON/JSONL, lm-eval"
@@ -117,6 +121,20 @@ class ModelConfig(_Strict):
             raise ValueError(f"model: required for backend {self.backend!r} (a built-in name, path or served id)")
         if self.backend == "file" and self.answers is None:
             raise ValueError("backend 'file' needs answers: a file (or {dataset: file}) of answers made elsewhere")
+        return self
+
+    @model_validator(mode="after")
+    def _adapter_loadable(self) -> ModelConfig:
+        if self.adapter is None:
+            return self
+        if self.backend != "hf":
+            raise ValueError(f"adapter: backend {self.backend!r} cannot apply a LoRA adapter (use backend hf,"
+                             " or merge the adapter into the weights and serve those)")
+        from judgegap.training.adapters import adapter_dir_problem
+
+        problem = adapter_dir_problem(self.adapter)
+        if problem:
+            raise ValueError(f"adapter: {problem}")
         return self
 
     @model_validator(mode="after")

@@ -86,6 +86,23 @@ def continuation_ids(tok: Any, use_chat: bool, prompt_text: str, prompt_ids: lis
     return ids
 
 
+class PromptEncoder:
+    """Prompt -> tokens exactly as a tokenizer-based backend scores them: the scoring path and
+    training's loss mask (judgegap.training.sft) share it, so the tokens trained are the tokens read."""
+
+    def __init__(self, tok: Any, use_chat: bool) -> None:
+        self.tok, self.use_chat = tok, use_chat
+
+    def render(self, prompt: ChatPrompt) -> str:
+        return render_prompt(self.tok, prompt, self.use_chat)
+
+    def encode(self, prompt: ChatPrompt) -> list[int]:
+        return list(self.tok(self.render(prompt), add_special_tokens=not self.use_chat)["input_ids"])
+
+    def continuation_ids(self, prompt_text: str, prompt_ids: list[int], choice: str) -> list[int]:
+        return continuation_ids(self.tok, self.use_chat, prompt_text, prompt_ids, choice)
+
+
 def tokenizer_cache_dir(gguf: Path, fingerprint: str) -> Path:
     """Where a tokenizer parsed out of a GGUF file is kept (parsing Gemma's takes ~30 s)."""
     from judgegap.backends.models import cache_dir
@@ -142,7 +159,7 @@ class HFBackend(Backend):
 
     def __init__(self, model: str, *, gguf_file: str | None = None, dtype: str = "auto", device: str = "auto",
                  chat_template: str = "auto", batch_size: int | str = "auto", prefix_sharing: bool = True,
-                 **_: Any) -> None:
+                 adapter: str | Path | None = None, **_: Any) -> None:
         import torch
 
         self.torch = torch
@@ -156,7 +173,22 @@ class HFBackend(Backend):
         self.load_seconds = 0.0
         t0 = time.perf_counter()
         self.source, self.source_fp = self._resolve(model, gguf_file)
+        self.adapter = Path(adapter) if adapter else None
+        self.adapter_fp = None
+        if self.adapter is not None:
+            from judgegap.training.adapters import adapter_dir_problem, adapter_fingerprint, check_base
+
+            problem = adapter_dir_problem(self.adapter)
+            if problem:
+                raise BackendError(problem)
+            check_base(self.adapter, self.source_fp, model)
+            self.adapter_fp = adapter_fingerprint(self.adapter)
         self.tok, self.model = self._load()
+        if self.adapter is not None:
+            from judgegap.training.adapters import apply_adapter
+
+            self.model = apply_adapter(self.model, self.adapter)
+            self.model.eval()
         self.load_seconds = time.perf_counter() - t0
         builtin = BUILTIN_MODELS.get(model)
         has_template = bool(getattr(self.tok, "chat_template", None))
@@ -224,19 +256,25 @@ class HFBackend(Backend):
         return tok, model
 
     def fingerprint(self) -> dict[str, Any]:
-        return {"source": self.source["kind"], "weights": self.source_fp, "dtype": self.dtype_name,
-                "chat": self.use_chat, "ref": self.model_ref}
+        fp = {"source": self.source["kind"], "weights": self.source_fp, "dtype": self.dtype_name,
+              "chat": self.use_chat, "ref": self.model_ref}
+        if self.adapter_fp:  # base fingerprints (and cached calls) are unchanged for untuned models
+            fp["adapter"] = self.adapter_fp
+        return fp
 
     # -- prompts ------------------------------------------------------------------
+    @property
+    def encoder(self) -> PromptEncoder:
+        return PromptEncoder(self.tok, self.use_chat)
+
     def render(self, prompt: ChatPrompt) -> str:
-        return render_prompt(self.tok, prompt, self.use_chat)
+        return self.encoder.render(prompt)
 
     def encode(self, prompt: ChatPrompt) -> list[int]:
-        text = self.render(prompt)
-        return list(self.tok(text, add_special_tokens=not self.use_chat)["input_ids"])
+        return self.encoder.encode(prompt)
 
     def _continuation_ids(self, prompt_text: str, prompt_ids: list[int], choice: str) -> list[int]:
-        return continuation_ids(self.tok, self.use_chat, prompt_text, prompt_ids, choice)
+        return self.encoder.continuation_ids(prompt_text, prompt_ids, choice)
 
     def _token_budget(self, generate: bool = False) -> int:
         """Tokens per batch: a function of the model, the device and its TOTAL memory only.

@@ -60,8 +60,47 @@ def load_items(cfg: RunConfig, ds: DatasetConfig) -> tuple[list[Any], list[Any]]
     if not pool:
         raise JudgegapError(f"dataset {ds.name}: no items left after filters")
     eligible = restrict_to_answers(cfg, ds.name, pool)
+    trained = trained_on(cfg)
+    if trained and spec.kind == "qa" and ds.exclude_trained:
+        eligible = [it for it in eligible if not _overlaps(it, trained)]
+        if not eligible:
+            raise JudgegapError(f"dataset {ds.name}: every item was used to train an adapter of this config")
     items = stratified_sample(eligible, ds.n, ds.seed, key=(lambda it: it.stratum) if ds.stratify else None)
+    if trained and spec.kind == "qa":
+        check_held_out(ds.name, items, trained)
     return items, pool
+
+
+def trained_on(cfg: RunConfig) -> dict[str, Any]:
+    """Ids and passage hashes of the items the config's adapters were trained on, by adapter."""
+    from judgegap.training.adapters import read_meta
+
+    out: dict[str, Any] = {}
+    for m in cfg.models:
+        if m.adapter is not None:
+            meta = read_meta(Path(m.adapter))
+            if meta.get("train_ids") or meta.get("train_passages"):
+                out[f"{m.name} ({m.adapter})"] = (set(meta.get("train_ids", [])), set(meta.get("train_passages", [])))
+    return out
+
+
+def _overlaps(item: Any, trained: dict[str, Any]) -> bool:
+    from judgegap.training.adapters import passage_hash
+
+    ph = passage_hash(item.context)
+    return any(item.id in ids or ph in passages for ids, passages in trained.values())
+
+
+def check_held_out(dataset: str, items: list[Any], trained: dict[str, Any]) -> None:
+    """No evaluation item may have been trained on (by id or by passage): an error, never a warning."""
+    from judgegap.training.adapters import passage_hash
+
+    for who, (ids, passages) in trained.items():
+        bad = [it for it in items if it.id in ids or passage_hash(it.context) in passages]
+        if bad:
+            raise JudgegapError(f"dataset {dataset}: {len(bad)} of {len(items)} items (e.g. {bad[0].id!r}) were used"
+                                f" to train the adapter of {who}; evaluation items must be held out (set"
+                                " exclude_trained: true to drop them)")
 
 
 def restrict_to_answers(cfg: RunConfig, dataset: str, pool: list[Any]) -> list[Any]:
@@ -265,7 +304,11 @@ def check_models(cfg: RunConfig, skip: set[str] | None = None) -> None:
             continue
         if m.backend in ("hf", "llamacpp"):
             try:
-                resolve_model_ref(m.model, m.gguf_file)
+                _, fp = resolve_model_ref(m.model, m.gguf_file)
+                if m.adapter is not None:
+                    from judgegap.training.adapters import check_base
+
+                    check_base(Path(m.adapter), fp, m.model)
             except JudgegapError as exc:
                 raise JudgegapError(f"models[{i}] ({m.name}): {exc}") from None
 

@@ -1,0 +1,129 @@
+"""``judgegap train`` configuration: validated whole at load, before any model is loaded.
+
+The base model is an ordinary model entry (the same built-in names as ``judgegap run``); the
+training and evaluation datasets are ordinary dataset entries. Evaluation items are always held
+out: they are sampled after the training items' ids *and passages* are removed from the pool.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from judgegap.config import DatasetConfig, ModelConfig, format_validation_error
+from judgegap.errors import ConfigError
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", protected_namespaces=())
+
+
+class LoraConfig(_Strict):
+    r: int = Field(default=16, ge=1, le=1024)
+    alpha: int = Field(default=32, ge=1)
+    dropout: float = Field(default=0.05, ge=0.0, lt=1.0)
+    target_modules: str | list[str] = Field(default="all-linear", description="peft target_modules")
+
+
+class Hyper(_Strict):
+    epochs: float = Field(default=1.0, gt=0)
+    max_steps: int | None = Field(default=None, ge=1, description="overrides epochs")
+    learning_rate: float = Field(default=2e-4, gt=0, le=1.0)
+    batch_size: int = Field(default=8, ge=1, le=1024)
+    grad_accum: int = Field(default=1, ge=1, le=1024)
+    max_length: int = Field(default=1024, ge=16, description="longer examples are skipped and counted")
+    save_steps: int = Field(default=25, ge=1, description="checkpoint every N optimizer steps (--resume restarts there)")
+    warmup_ratio: float = Field(default=0.03, ge=0.0, lt=1.0)
+    weight_decay: float = Field(default=0.0, ge=0.0)
+
+
+class MethodConfig(_Strict):
+    name: str
+    params: dict[str, Any] = Field(default_factory=dict)
+
+    @field_validator("name")
+    @classmethod
+    def _known(cls, v: str) -> str:
+        from judgegap.training.methods import METHODS
+
+        return METHODS.validate(v)
+
+
+class EvalConfig(_Strict):
+    enabled: bool = True
+    experiments: list[dict[str, Any]] = Field(
+        default_factory=lambda: [{"name": "asymmetry", "params": {
+            "judges": "self", "text_verdict": False, "generate_template": "qa_generate@2",
+            "judge_template": "qa_judge@2"}}],
+        description="experiments run on base and tuned alike (held-out items)")
+    bootstrap_resamples: int = Field(default=1000, ge=100, le=100000)
+
+
+class TrainConfig(_Strict):
+    plugins: list[str] = Field(default_factory=list)
+    name: str = "judgegap-train"
+    output_dir: Path = Path("runs/train")
+    seed: int = 0
+    data_dir: Path | None = None
+    call_cache: Path | None = None
+    model: ModelConfig
+    method: MethodConfig
+    train: list[DatasetConfig] = Field(min_length=1)
+    eval: list[DatasetConfig] = Field(default_factory=list)
+    lora: LoraConfig = Field(default_factory=LoraConfig)
+    full_finetune: bool = Field(default=False, description="train every weight instead of a LoRA adapter"
+                                " (tiny models only: the output is a full model directory)")
+    training: Hyper = Field(default_factory=Hyper)
+    evaluate: EvalConfig = Field(default_factory=EvalConfig)
+    device: Literal["auto", "cpu", "cuda"] = "auto"
+
+    @model_validator(mode="after")
+    def _trainable(self) -> TrainConfig:
+        from judgegap.data import DATASETS
+        from judgegap.training.methods import METHODS
+
+        m = METHODS.get(self.method.name)
+        if self.model.backend not in m.backends:
+            raise ValueError(f"method {self.method.name!r} cannot train a model behind backend"
+                             f" {self.model.backend!r} (it needs {' or '.join(m.backends)}: local weights)")
+        if self.model.adapter is not None:
+            raise ValueError("model.adapter: train from the base model (stacking adapters is not supported)")
+        m.parse_params(self.method.params)
+        for what, dss in (("train", self.train), ("eval", self.eval)):
+            for i, d in enumerate(dss):
+                if DATASETS.get(d.name).kind != "qa":
+                    raise ValueError(f"{what}[{i}]: dataset {d.name!r} is not a QA dataset")
+        names = [d.name for d in self.train]
+        if len(set(names)) != len(names):
+            raise ValueError("train: a dataset is listed twice")
+        return self
+
+    def dataset_data_dir(self, ds: DatasetConfig) -> Path | None:
+        return ds.data_dir or self.data_dir
+
+
+def parse_train_config(data: Any, source: str = "train config") -> TrainConfig:
+    if not isinstance(data, dict):
+        raise ConfigError(f"{source}: invalid config: expected a mapping at the top level")
+    from judgegap.plugins import load_entry_points, load_plugins
+
+    load_entry_points()
+    load_plugins(data.get("plugins") or [])
+    try:
+        return TrainConfig.model_validate(data)
+    except ValidationError as exc:
+        raise ConfigError(format_validation_error(source, exc)) from None
+
+
+def load_train_config(path: Path | str) -> TrainConfig:
+    p = Path(path)
+    if not p.is_file():
+        raise ConfigError(f"config file not found: {p}")
+    try:
+        data = yaml.safe_load(p.read_text(encoding="utf-8"))
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{p}: not valid YAML: {getattr(exc, 'problem', exc)}") from None
+    return parse_train_config(data, str(p))

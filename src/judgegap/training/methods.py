@@ -1,0 +1,184 @@
+"""Training methods, registered by name: each turns training items into (prompt, target) examples.
+
+The loss is computed on the target tokens only (labels are -100 on every prompt token): for
+``judge-sft`` the target is the verdict token(s) (" Yes" / " No") that the asymmetry
+experiment reads as P(correct); for ``gen-sft`` it is the gold answer. Prompts are the very
+templates the experiments use, so training moves exactly the probability that is measured.
+
+Users add methods from outside the package with ``METHODS.register("my-method")`` on a class
+with the same shape (see :class:`TrainingMethod`).
+"""
+
+from __future__ import annotations
+
+import random
+from collections import Counter
+from dataclasses import dataclass, field
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from judgegap.backends.base import ChatPrompt
+from judgegap.errors import ConfigError
+from judgegap.registry import Registry
+
+METHODS: Registry[type] = Registry("training method")
+
+
+@dataclass(frozen=True)
+class Example:
+    """One supervised example: the loss is on ``target``'s tokens only."""
+
+    prompt: ChatPrompt
+    target: str
+    source: str  # own | gold | wrong_span | gold_answer
+    item_id: str
+    dataset: str
+    label: int | None = None  # the official metric's verdict on the candidate (judging methods)
+    meta: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class TrainContext:
+    """What a method gets: training items per dataset, their pools, the base model (behind the
+    call cache, for the model's own answers) and the dataset metrics."""
+
+    items: dict[str, list[Any]]
+    pools: dict[str, list[Any]]
+    metrics: dict[str, str]
+    backend: Any
+    model_cfg: Any
+    seed: int = 0
+    progress: Any = None
+
+
+class TrainingMethod:
+    """Base class: ``Params`` (pydantic), ``backends`` it can train, ``build_examples``."""
+
+    name = "method"
+    backends: tuple[str, ...] = ("hf",)
+    Params: type[BaseModel] = BaseModel
+
+    @classmethod
+    def parse_params(cls, params: dict[str, Any]) -> Any:
+        try:
+            return cls.Params.model_validate(params)
+        except ValidationError as exc:
+            err = exc.errors()[0]
+            loc = ".".join(str(x) for x in err["loc"])
+            raise ValueError(f"method.params.{loc}: {err['msg']}") from None
+
+    def build_examples(self, ctx: TrainContext, params: Any) -> list[Example]:
+        raise NotImplementedError
+
+
+class JudgeSFTParams(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    own_answers: float = Field(default=1.0, ge=0.0, le=4.0, description="share of the model's own answers used"
+                               " (its own error distribution); >1 repeats them")
+    balanced: float = Field(default=1.0, ge=0.0, le=4.0, description="share of gold / wrong-span candidates")
+    class_balance: bool = Field(default=True, description="repeat the minority verdict until both are equal")
+    f1_threshold: float = Field(default=0.5, gt=0.0, le=1.0)
+    generate_template: str = "qa_generate@2"
+    judge_template: str = "qa_judge@2"
+
+
+def _share(rows: list[Example], share: float, rng: random.Random) -> list[Example]:
+    whole, frac = int(share), share - int(share)
+    out = rows * whole
+    if frac > 0:
+        out += rng.sample(rows, round(frac * len(rows)))
+    return out
+
+
+@METHODS.register("judge-sft")
+class JudgeSFT(TrainingMethod):
+    """LoRA SFT on the judge prompt; loss on the verdict token only. Candidates: the model's own
+    answers labelled by the official metric, plus a balanced gold / wrong-span pair per item."""
+
+    name = "judge-sft"
+    Params = JudgeSFTParams
+
+    def build_examples(self, ctx: TrainContext, p: JudgeSFTParams) -> list[Example]:
+        from judgegap.experiments.base import answer_requests
+        from judgegap.experiments.candidates import balanced_candidates, clean_answer, display_answer
+        from judgegap.metrics.qa import score_item
+        from judgegap.prompts import JUDGE_CHOICES, PROMPTS
+
+        gen_t, judge_t = PROMPTS.get(p.generate_template), PROMPTS.get(p.judge_template)
+        yes, no = JUDGE_CHOICES
+        rng = random.Random(ctx.seed)
+        own: list[Example] = []
+        bal: list[Example] = []
+        for ds, items in ctx.items.items():
+            metric = ctx.metrics[ds]
+            unans = any(not it.answerable for it in ctx.pools[ds])
+            if p.own_answers > 0:
+                comps = ctx.backend.generate(answer_requests(ctx.model_cfg, gen_t, items, unans))
+                for it, c in zip(items, comps):
+                    pred = clean_answer(c.text)
+                    _, f1 = score_item(metric, pred, it)
+                    label = int(f1 >= p.f1_threshold)
+                    prompt = judge_t.render(context=it.context, question=it.question, candidate=display_answer(pred),
+                                            allow_unanswerable=unans)
+                    own.append(Example(prompt, yes if label else no, "own", it.id, ds, label, {"candidate": pred}))
+            if p.balanced > 0:
+                cands = balanced_candidates(items, metric, p.f1_threshold, ctx.seed, pool=ctx.pools[ds])
+                for it in items:
+                    for kind, text in cands.get(it.id, []):
+                        pred = clean_answer(text)
+                        _, f1 = score_item(metric, pred, it)
+                        label = int(f1 >= p.f1_threshold)
+                        prompt = judge_t.render(context=it.context, question=it.question,
+                                                candidate=display_answer(pred), allow_unanswerable=unans)
+                        bal.append(Example(prompt, yes if label else no, kind, it.id, ds, label, {"candidate": pred}))
+        rows = _share(own, p.own_answers, rng) + _share(bal, p.balanced, rng)
+        if p.class_balance and rows:
+            by = {0: [r for r in rows if r.label == 0], 1: [r for r in rows if r.label == 1]}
+            small, big = sorted(by.values(), key=len)
+            if small:
+                rows = big + small * (len(big) // len(small)) + rng.sample(small, len(big) % len(small))
+        rng.shuffle(rows)
+        return rows
+
+
+class GenSFTParams(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    generate_template: str = "qa_generate@2"
+
+
+@METHODS.register("gen-sft")
+class GenSFT(TrainingMethod):
+    """LoRA SFT on generation: the answer prompt, loss on the gold answer (the first gold string;
+    "unanswerable" for unanswerable items) and the newline that ends it."""
+
+    name = "gen-sft"
+    Params = GenSFTParams
+
+    def build_examples(self, ctx: TrainContext, p: GenSFTParams) -> list[Example]:
+        from judgegap.experiments.candidates import ABSTAIN_TEXT
+        from judgegap.prompts import PROMPTS
+
+        gen_t = PROMPTS.get(p.generate_template)
+        rows = []
+        for ds, items in ctx.items.items():
+            unans = any(not it.answerable for it in ctx.pools[ds])
+            for it in items:
+                gold = it.answers[0] if it.answerable and it.answers else ABSTAIN_TEXT
+                prompt = gen_t.render(context=it.context, question=it.question, allow_unanswerable=unans)
+                rows.append(Example(prompt, " " + gold + "\n", "gold_answer", it.id, ds, None))
+        random.Random(ctx.seed).shuffle(rows)
+        return rows
+
+
+def describe(rows: list[Example]) -> dict[str, Any]:
+    """Counts by source and label, recorded with the adapter."""
+    return {"n": len(rows), "by_source": dict(Counter(r.source for r in rows)),
+            "by_label": {str(k): v for k, v in Counter(r.label for r in rows if r.label is not None).items()}}
+
+
+def method_params(name: str, params: dict[str, Any]) -> Any:
+    try:
+        return METHODS.get(name).parse_params(params)
+    except ValueError as exc:
+        raise ConfigError(str(exc)) from None

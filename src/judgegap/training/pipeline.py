@@ -1,0 +1,179 @@
+"""``judgegap train``: sample training items, build examples, train, then evaluate base vs tuned
+on held-out items of every evaluation dataset and write the transfer matrix.
+
+Output directory::
+
+    OUT/split.json            training item ids and passage hashes per dataset
+    OUT/checkpoints/          Trainer checkpoints (``--resume`` continues from the last)
+    OUT/adapter/              the PEFT adapter + judgegap_adapter.json (base, method, seed, training ids)
+    OUT/eval/                 an ordinary ``judgegap run`` of base and tuned (report.html, summary.json)
+    OUT/train_summary.json    config, example counts, loss curve, s/step, peak memory, transfer matrix
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import time
+from pathlib import Path
+from typing import Any
+
+from rich.console import Console
+from rich.markup import escape
+
+from judgegap.data import DATASETS, stratified_sample
+from judgegap.errors import JudgegapError
+from judgegap.store.rundir import RunLock
+from judgegap.training.adapters import META_FILE, passage_hash
+from judgegap.training.config import TrainConfig
+from judgegap.training.methods import METHODS, TrainContext, describe
+from judgegap.training.sft import encode_all, train_sft, write_json
+
+OUR_FILES = ("split.json", "checkpoints", "adapter", "adapter.tmp", "eval", "train_summary.json", "examples.jsonl")
+
+
+def training_items(cfg: TrainConfig) -> tuple[dict[str, list[Any]], dict[str, list[Any]], dict[str, str]]:
+    """Training items per dataset (exactly n, or an error), their pools and metrics."""
+    items, pools, metrics = {}, {}, {}
+    for i, ds in enumerate(cfg.train):
+        spec = DATASETS.get(ds.name)
+        pool = spec.load(data_dir=cfg.dataset_data_dir(ds), data_file=ds.data_file)
+        if ds.answerable is not None:
+            pool = [it for it in pool if it.answerable == ds.answerable]
+        if ds.question_types:
+            pool = [it for it in pool if str(it.metadata.get("question_type", "")) in set(ds.question_types)]
+        if ds.n is not None and ds.n > len(pool):
+            raise JudgegapError(f"train[{i}] ({ds.name}): n={ds.n} training items requested, only {len(pool)}"
+                                " available after filters")
+        if len(pool) < 2:
+            raise JudgegapError(f"train[{i}] ({ds.name}): too few training items ({len(pool)})")
+        items[ds.name] = stratified_sample(pool, ds.n, ds.seed, key=(lambda it: it.stratum) if ds.stratify else None)
+        pools[ds.name] = pool
+        metrics[ds.name] = spec.metric
+    return items, pools, metrics
+
+
+def split_record(items: dict[str, list[Any]]) -> dict[str, Any]:
+    return {ds: {"ids": [it.id for it in its], "passages": sorted({passage_hash(it.context) for it in its})}
+            for ds, its in items.items()}
+
+
+def eval_config(cfg: TrainConfig, out: Path, adapter: Path) -> dict[str, Any]:
+    """An ordinary run config: base and tuned on the held-out evaluation items."""
+    base = json.loads(cfg.model.model_dump_json(exclude_none=True))
+    base["name"] = "base"
+    tuned = {**base, "name": "tuned", "adapter": str(adapter)}
+    return {"name": f"{cfg.name}-eval", "output_dir": str(out / "eval"), "seed": cfg.seed,
+            "data_dir": str(cfg.data_dir) if cfg.data_dir else None,
+            "call_cache": str(cfg.call_cache) if cfg.call_cache else None,
+            "bootstrap_resamples": cfg.evaluate.bootstrap_resamples,
+            "datasets": [json.loads(d.model_dump_json(exclude_none=True)) | {"exclude_trained": True} for d in cfg.eval],
+            "models": [base, tuned], "experiments": cfg.evaluate.experiments}
+
+
+def _prepare(out: Path, resume: bool, overwrite: bool) -> None:
+    existing = [n for n in OUR_FILES if (out / n).exists()]
+    if existing and not (resume or overwrite):
+        raise JudgegapError(f"{out} already holds a training run ({', '.join(existing)}); use --resume to continue"
+                            " it, --overwrite to replace it, or another -o DIR")
+    if resume and not (out / "split.json").exists():
+        raise JudgegapError(f"--resume: no training run in {out} to continue")
+    if overwrite and not resume:
+        for n in existing:
+            p = out / n
+            shutil.rmtree(p) if p.is_dir() else p.unlink()
+
+
+def run_training(cfg: TrainConfig, resume: bool = False, overwrite: bool = False, evaluate: bool = True,
+                 console: Console | None = None) -> dict[str, Any]:
+    from judgegap.backends import CachedBackend, make_backend
+    from judgegap.experiments.progress import make_progress
+    from judgegap.experiments.runner import check_models, environment
+    from judgegap.store.calls import CallCache
+
+    console = console or Console(stderr=True)
+    if cfg.device != "auto":
+        cfg = cfg.model_copy(update={"model": cfg.model.model_copy(update={"device": cfg.device})})
+    items, pools, metrics = training_items(cfg)  # all input checked before anything is written
+    if evaluate and cfg.evaluate.enabled and cfg.eval:  # the evaluation config too, before any training
+        from judgegap.config import parse_config
+
+        probe = eval_config(cfg, Path(cfg.output_dir), Path(cfg.output_dir) / "adapter")
+        probe["models"][1].pop("adapter")
+        parse_config(probe, "train config (evaluation)")
+    check_models_cfg = type("C", (), {"models": [cfg.model]})
+    check_models(check_models_cfg)  # type: ignore[arg-type]
+    out = Path(cfg.output_dir)
+    method = METHODS.get(cfg.method.name)()
+    params = method.parse_params(cfg.method.params)
+    with RunLock(out, "train"):
+        _prepare(out, resume, overwrite)
+        split = split_record(items)
+        if resume:
+            old = json.loads((out / "split.json").read_text())
+            if old != split:
+                raise JudgegapError(f"--resume: the training items differ from the run in {out} (config changed?);"
+                                    " use --overwrite or another -o DIR")
+        write_json(out / "split.json", split)
+        console.print(f"[dim]loading base model {escape(cfg.model.model)} (hf)...[/dim]")
+        calls = CallCache(cfg.call_cache)
+        t0 = time.perf_counter()
+        raw = make_backend(cfg.model)
+        be = CachedBackend(raw, calls, label=cfg.model.name)
+        console.print(f"[dim]loaded in {time.perf_counter() - t0:.1f}s[/dim]")
+        with make_progress(console) as progress:
+            be.progress = None
+            ctx = TrainContext(items=items, pools=pools, metrics=metrics, backend=be, model_cfg=cfg.model,
+                               seed=cfg.seed, progress=progress)
+            t_ex = time.perf_counter()
+            examples = method.build_examples(ctx, params)
+            ex_seconds = time.perf_counter() - t_ex
+            rows, too_long = encode_all(raw.encoder, examples, cfg.training.max_length)
+            if not rows:
+                raise JudgegapError(f"no training example fits max_length {cfg.training.max_length}"
+                                    f" ({too_long} too long)")
+            console.print(f"{len(rows)} training examples ({too_long} longer than {cfg.training.max_length}"
+                          f" tokens skipped): {describe(examples)['by_source']}")
+            log = train_sft(raw, rows, cfg, out, resume, progress=progress, full=cfg.full_finetune)
+        calls.close()
+        meta = {"base_model": cfg.model.model, "base_weights": raw.source_fp, "method": cfg.method.name,
+                "params": json.loads(json.dumps(params.model_dump())), "seed": cfg.seed,
+                "lora": None if cfg.full_finetune else cfg.lora.model_dump(),
+                "train_ids": sorted({i for s in split.values() for i in s["ids"]}),
+                "train_passages": sorted({h for s in split.values() for h in s["passages"]}),
+                "examples": describe(examples), "skipped_too_long": too_long,
+                "judgegap": environment()}
+        write_json(out / "adapter" / META_FILE, meta)
+        raw.close()
+        del raw, be
+        summary: dict[str, Any] = {"config": json.loads(cfg.model_dump_json()), "training": log,
+                                   "examples": describe(examples), "skipped_too_long": too_long,
+                                   "example_seconds": round(ex_seconds, 2), "split": {
+                                       d: {"n_items": len(s["ids"]), "n_passages": len(s["passages"])}
+                                       for d, s in split.items()}}
+        write_json(out / "train_summary.json", summary)
+    if evaluate and cfg.evaluate.enabled and cfg.eval:
+        summary["evaluation"] = evaluate_adapter(cfg, out, console)
+        with RunLock(out, "train"):
+            write_json(out / "train_summary.json", summary)
+    return summary
+
+
+def evaluate_adapter(cfg: TrainConfig, out: Path, console: Console) -> dict[str, Any]:
+    """Base vs tuned on held-out items (an ordinary run in OUT/eval), then the transfer matrix."""
+    from judgegap.config import parse_config
+    from judgegap.experiments.runner import run_config
+    from judgegap.store import Store
+    from judgegap.training.transfer import reading, transfer_matrix
+
+    run_cfg = parse_config(eval_config(cfg, out, out / "adapter"), "train config (evaluation)")
+    eval_dir = out / "eval"
+    resume = (eval_dir / Store.FILENAME).exists()
+    run_config(run_cfg, resume=resume, overwrite=False, console=console)
+    st = Store.in_dir(eval_dir)
+    try:
+        matrix = transfer_matrix(st.records("asymmetry", "generation"), st.records("asymmetry", "judgment"),
+                                 "base", "tuned", cfg.evaluate.bootstrap_resamples, cfg.seed)
+    finally:
+        st.close()
+    return {"transfer": matrix, "reading": reading(matrix, cfg.method.name), "run_dir": str(eval_dir)}

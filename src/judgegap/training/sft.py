@@ -1,0 +1,153 @@
+"""Masked supervised fine-tuning with LoRA (peft) on transformers' ``Trainer``.
+
+Why ``Trainer`` with our own tokenisation rather than trl's ``SFTTrainer``: the loss mask must
+cover exactly the tokens the experiments later read (the verdict " Yes" as the model tokenises
+it *after this prompt*), so examples are encoded by the backend's own ``encode`` and
+``continuation_ids`` — the functions ``score_choices`` uses — and handed over as ``input_ids``
+and ``labels`` (-100 on every prompt token). ``Trainer`` takes that labels column as it is;
+checkpoints, ``resume_from_checkpoint`` and seeding are its own.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import resource
+import time
+from pathlib import Path
+from typing import Any
+
+from judgegap.errors import JudgegapError
+
+IGNORE = -100
+
+
+def encode_example(enc: Any, prompt: Any, target: str) -> tuple[list[int], list[int]]:
+    """(input_ids, labels) for one example; labels are -100 except on the target's tokens.
+    ``enc`` is the backend's :class:`~judgegap.backends.hf.PromptEncoder` (the scoring path's)."""
+    text = enc.render(prompt)
+    ids = enc.encode(prompt)
+    cont = enc.continuation_ids(text, ids, target)
+    return ids + cont, [IGNORE] * len(ids) + list(cont)
+
+
+def encode_all(enc: Any, examples: list[Any], max_length: int) -> tuple[list[dict[str, list[int]]], int]:
+    """Encoded rows, and how many examples were longer than ``max_length`` (skipped, counted)."""
+    rows, too_long = [], 0
+    for ex in examples:
+        ids, labels = encode_example(enc, ex.prompt, ex.target)
+        if len(ids) > max_length:
+            too_long += 1
+            continue
+        rows.append({"input_ids": ids, "labels": labels, "attention_mask": [1] * len(ids)})
+    return rows, too_long
+
+
+def peak_rss_gib() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
+
+
+def last_checkpoint(ckpt_dir: Path) -> str | None:
+    if not ckpt_dir.is_dir():
+        return None
+    found = sorted((p for p in ckpt_dir.glob("checkpoint-*") if p.name.split("-")[-1].isdigit()),
+                   key=lambda p: int(p.name.split("-")[-1]))
+    return str(found[-1]) if found else None
+
+
+def train_sft(be: Any, rows: list[dict[str, list[int]]], cfg: Any, out: Path, resume: bool,
+              progress: Any = None, full: bool = False) -> dict[str, Any]:
+    """Train a LoRA adapter (or all weights) on ``rows``; save it under ``out/adapter``.
+
+    Returns the training log: loss per step, seconds per step, peak memory, steps done.
+    """
+    import torch
+    from transformers import DataCollatorForSeq2Seq, Trainer, TrainerCallback, TrainingArguments, set_seed
+
+    h = cfg.training
+    set_seed(cfg.seed)
+    model = be.model
+    model.train()
+    if not full:
+        from peft import LoraConfig, get_peft_model
+
+        lc = LoraConfig(r=cfg.lora.r, lora_alpha=cfg.lora.alpha, lora_dropout=cfg.lora.dropout,
+                        target_modules=cfg.lora.target_modules, task_type="CAUSAL_LM")
+        model = get_peft_model(model, lc)
+    from datasets import Dataset
+
+    ds = Dataset.from_list(rows)
+    be.tok.padding_side = "right"
+    on_gpu = be.device == "cuda"
+    steps_per_epoch = math.ceil(len(rows) / (h.batch_size * h.grad_accum))
+    total = h.max_steps or max(1, math.ceil(steps_per_epoch * h.epochs))
+    args = TrainingArguments(
+        output_dir=str(out / "checkpoints"), per_device_train_batch_size=h.batch_size,
+        gradient_accumulation_steps=h.grad_accum, learning_rate=h.learning_rate, num_train_epochs=h.epochs,
+        max_steps=total, warmup_steps=int(h.warmup_ratio * total), weight_decay=h.weight_decay, logging_steps=1,
+        save_strategy="steps", save_steps=h.save_steps, save_total_limit=2, seed=cfg.seed, data_seed=cfg.seed,
+        report_to=[], disable_tqdm=True, use_cpu=not on_gpu, bf16=on_gpu and torch.cuda.is_bf16_supported(),
+        remove_unused_columns=False, dataloader_num_workers=0, lr_scheduler_type="linear")
+    log: list[dict[str, Any]] = []
+    t_steps: list[float] = []
+
+    class Progress(TrainerCallback):
+        def __init__(self) -> None:
+            self.t = time.perf_counter()
+            self.task = progress.add_task("training", total=total) if progress is not None else None
+
+        def on_train_begin(self, args, state, control, **kw):  # noqa: ANN001
+            if self.task is not None:
+                progress.update(self.task, completed=state.global_step)
+
+        def on_step_end(self, args, state, control, **kw):  # noqa: ANN001
+            now = time.perf_counter()
+            t_steps.append(now - self.t)
+            self.t = now
+            if self.task is not None:
+                progress.update(self.task, completed=state.global_step)
+
+        def on_log(self, args, state, control, logs=None, **kw):  # noqa: ANN001
+            if logs and "loss" in logs:
+                log.append({"step": state.global_step, "loss": float(logs["loss"]),
+                            "learning_rate": float(logs.get("learning_rate", 0.0)),
+                            "grad_norm": float(logs.get("grad_norm", float("nan")))})
+
+    collator = DataCollatorForSeq2Seq(be.tok, label_pad_token_id=IGNORE, padding=True)
+    trainer = Trainer(model=model, args=args, train_dataset=ds, data_collator=collator, callbacks=[Progress()])
+    ckpt = last_checkpoint(out / "checkpoints") if resume else None
+    if resume and ckpt is None and (out / "checkpoints").exists():
+        raise JudgegapError(f"--resume: no checkpoint in {out / 'checkpoints'} to continue from")
+    t0 = time.perf_counter()
+    result = trainer.train(resume_from_checkpoint=ckpt)
+    elapsed = time.perf_counter() - t0
+    target = out / "adapter"
+    tmp = out / "adapter.tmp"
+    model.save_pretrained(str(tmp))
+    if full:
+        be.tok.save_pretrained(str(tmp))
+    if target.exists():
+        import shutil
+
+        shutil.rmtree(target)
+    tmp.rename(target)
+    model.eval()
+    be.tok.padding_side = "left"
+    steps_run = len(t_steps)
+    return {
+        "steps": int(result.global_step), "steps_this_process": steps_run, "resumed_from": ckpt,
+        "train_seconds": round(elapsed, 2),
+        "seconds_per_step": round(sum(t_steps[1:]) / max(1, steps_run - 1), 3) if steps_run > 1 else None,
+        "examples": len(rows), "tokens": int(sum(len(r["input_ids"]) for r in rows)),
+        "target_tokens": int(sum(sum(1 for x in r["labels"] if x != IGNORE) for r in rows)),
+        "loss": log, "final_loss": float(result.training_loss),
+        "peak_rss_gib": round(peak_rss_gib(), 3),
+        "peak_gpu_gib": round(torch.cuda.max_memory_allocated() / 2**30, 3) if on_gpu else None,
+        "trainable_parameters": int(sum(p.numel() for p in model.parameters() if p.requires_grad)),
+    }
+
+
+def write_json(path: Path, obj: Any) -> None:
+    tmp = path.with_suffix(path.suffix + ".tmp")
+    tmp.write_text(json.dumps(obj, indent=1, sort_keys=True, default=str))
+    tmp.replace(path)

@@ -1,0 +1,120 @@
+"""The transfer matrix: tuned minus base on the same held-out items, per evaluation dataset.
+
+Both models answer and judge the same items in one evaluation run; every difference is a
+paired bootstrap over items (resample items, recompute the measure for both models on that
+resample, take the difference), so item difficulty cancels. Measures:
+
+- ``gen_accuracy``: share of its answers the official metric scores correct (F1 >= threshold);
+- ``judge_j_own``: Youden's J (TPR + TNR - 1) of its verdicts on its *own* answers;
+- ``judge_j_balanced``: J on the balanced gold / wrong-span set;
+- ``auroc_own``: AUROC of P(correct) on its own answers;
+- ``accept_wrong_own``: share of its own wrong answers it accepts (the over-accepting of seed 000).
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from typing import Any
+
+import numpy as np
+
+from judgegap.metrics.bootstrap import Estimate, bootstrap_indices
+from judgegap.metrics.judging import auroc
+
+MEASURES = ("gen_accuracy", "judge_j_own", "judge_j_balanced", "auroc_own", "accept_wrong_own")
+
+
+def _j(y: np.ndarray, v: np.ndarray) -> float:
+    pos = y == 1
+    if pos.all() or not pos.any():
+        return float("nan")
+    return float(np.mean(v[pos] == 1) + np.mean(v[~pos] == 0) - 1)
+
+
+def _accept_wrong(y: np.ndarray, v: np.ndarray) -> float:
+    wrong = y == 0
+    return float(np.mean(v[wrong])) if wrong.any() else float("nan")
+
+
+def _arrays(gens: list[dict], judgs: list[dict], ds: str, model: str, ids: list[str]) -> dict[str, Any]:
+    g = {r["item_id"]: r for r in gens if r["dataset"] == ds and r["model"] == model}
+    own = {r["item_id"]: r for r in judgs if r["dataset"] == ds and r["judge"] == model and r["author"] == model}
+    bal: dict[str, list[dict]] = defaultdict(list)
+    for r in judgs:
+        if r["dataset"] == ds and r["judge"] == model and r["author"] in ("gold", "wrong_span"):
+            bal[r["item_id"]].append(r)
+    return {
+        "correct": np.array([g[i]["correct"] for i in ids], dtype=float),
+        "own_y": np.array([own[i]["label"] if i in own else -1 for i in ids]),
+        "own_p": np.array([own[i]["p_correct"] if i in own else np.nan for i in ids], dtype=float),
+        "bal": [bal.get(i, []) for i in ids],
+    }
+
+
+def _measure(name: str, a: dict[str, Any], idx: np.ndarray) -> float:
+    if name == "gen_accuracy":
+        return float(a["correct"][idx].mean()) if len(idx) else float("nan")
+    if name in ("judge_j_own", "auroc_own", "accept_wrong_own"):
+        keep = idx[a["own_y"][idx] >= 0]
+        y, p = a["own_y"][keep], a["own_p"][keep]
+        if name == "auroc_own":
+            return auroc(y, p)
+        v = (p >= 0.5).astype(int)
+        return _j(y, v) if name == "judge_j_own" else _accept_wrong(y, v)
+    rows = [r for i in idx for r in a["bal"][i]]
+    if not rows:
+        return float("nan")
+    y = np.array([r["label"] for r in rows])
+    v = (np.array([r["p_correct"] for r in rows]) >= 0.5).astype(int)
+    return _j(y, v)
+
+
+def transfer_matrix(gens: list[dict], judgs: list[dict], base: str, tuned: str, resamples: int = 1000,
+                    seed: int = 0) -> dict[str, Any]:
+    """dataset -> measure -> {base, tuned, diff} Estimates (as dicts), on the items both answered."""
+    out: dict[str, Any] = {}
+    for ds in sorted({r["dataset"] for r in gens}):
+        ids = sorted({r["item_id"] for r in gens if r["dataset"] == ds and r["model"] == base}
+                     & {r["item_id"] for r in gens if r["dataset"] == ds and r["model"] == tuned})
+        a, b = _arrays(gens, judgs, ds, base, ids), _arrays(gens, judgs, ds, tuned, ids)
+        n = len(ids)
+        row: dict[str, Any] = {"n_items": n}
+        for m in MEASURES:
+            kw = {"n_resamples": resamples, "seed": seed}
+            eb = bootstrap_indices(lambda i, m=m: _measure(m, a, i), n, **kw)
+            et = bootstrap_indices(lambda i, m=m: _measure(m, b, i), n, **kw)
+            ed = bootstrap_indices(lambda i, m=m: _measure(m, b, i) - _measure(m, a, i), n, **kw)
+            row[m] = {"base": eb.to_dict(), "tuned": et.to_dict(), "diff": ed.to_dict()}
+        out[ds] = row
+    return out
+
+
+def reading(matrix: dict[str, Any], method: str) -> list[str]:
+    """Plain sentences on seed 000's two cross-effects, from the CIs (never from point values alone)."""
+    lines = []
+    for ds, row in matrix.items():
+        d_acc = Estimate.from_dict(row["gen_accuracy"]["diff"])
+        d_war = Estimate.from_dict(row["accept_wrong_own"]["diff"])
+        d_j = Estimate.from_dict(row["judge_j_own"]["diff"])
+        n = row["n_items"]
+        if method == "gen-sft":
+            if d_war.ci_low > 0:
+                verdict = "holds: tuning generation made it accept more of its own wrong answers"
+            elif d_war.ci_high < 0:
+                verdict = "reversed: it accepts fewer of its own wrong answers after generation tuning"
+            else:
+                verdict = "inconclusive at this n"
+            lines.append(f"{ds} (n={n}): over-accepting after gen-sft — {verdict} (Δ accept-wrong"
+                         f" {d_war.value:+.3f} [{d_war.ci_low:+.3f}, {d_war.ci_high:+.3f}]; Δ judge J own"
+                         f" {d_j.value:+.3f}).")
+        elif method == "judge-sft":
+            if d_acc.ci_high < 0:
+                verdict = "holds: generation accuracy fell after judge tuning"
+            elif d_acc.ci_low > 0:
+                verdict = "reversed: generation accuracy rose after judge tuning"
+            else:
+                verdict = "inconclusive at this n"
+            lines.append(f"{ds} (n={n}): generation degraded by judge-sft — {verdict} (Δ accuracy"
+                         f" {d_acc.value:+.3f} [{d_acc.ci_low:+.3f}, {d_acc.ci_high:+.3f}]; Δ judge J own"
+                         f" {d_j.value:+.3f} [{d_j.ci_low:+.3f}, {d_j.ci_high:+.3f}]).")
+    return lines

@@ -1,0 +1,224 @@
+"""judgegap train: the loss mask, that training moves the measured probability, held-out checks,
+resume after kill -9, adapters in every experiment, and bad input."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import yaml
+
+from tests.conftest import ROOT, build_tiny_model, cli_inproc
+
+
+def _train_cfg(tmp_path: Path, data_dir: Path, model: str, **extra) -> dict:
+    cfg = {"name": "t", "output_dir": str(tmp_path / "tr"), "data_dir": str(data_dir), "seed": 0,
+           "model": {"name": "m", "model": str(model), "generation": {"max_new_tokens": 4}},
+           "method": {"name": "judge-sft"}, "train": [{"name": "squad2", "n": 6, "seed": 0}],
+           "training": {"max_steps": 12, "batch_size": 4, "learning_rate": 0.02, "save_steps": 4},
+           "lora": {"r": 8, "alpha": 16, "dropout": 0.0}}
+    for k, v in extra.items():
+        cfg[k] = v
+    return cfg
+
+
+def _write(tmp_path: Path, cfg: dict, name: str = "train.yaml") -> Path:
+    p = tmp_path / name
+    p.write_text(yaml.safe_dump(cfg))
+    return p
+
+
+# -- the loss mask on real tokenizers -------------------------------------------------------------
+
+@pytest.mark.parametrize("model", ["smollm2-135m-instruct", "gemma3-270m", "qwen2.5-coder-1.5b-instruct"])
+def test_loss_mask_is_exactly_the_target_tokens_on_real_tokenizers(model):
+    """The unmasked labels are the very ids score_choices reads for the choice after this prompt
+    (" 10" included, which these tokenizers split into several tokens)."""
+    from judgegap.backends.hf import PromptEncoder, load_tokenizer
+    from judgegap.backends.models import BUILTIN_MODELS, resolve_model_ref
+    from judgegap.prompts import PROMPTS
+    from judgegap.training.sft import IGNORE, encode_example
+
+    source, _ = resolve_model_ref(model)
+    tok = load_tokenizer(source["path"])
+    enc = PromptEncoder(tok, bool(getattr(tok, "chat_template", None)) and BUILTIN_MODELS[model].chat)
+    prompts = {"qa_judge@2": " Yes", "self_score@2": " 10", "qa_generate@2": " the Normans\n"}
+    for tid, target in prompts.items():
+        prompt = PROMPTS.get(tid).render(context="The Normans gave their name to Normandy.",
+                                         question="Who gave their name to Normandy?", candidate="the Normans",
+                                         allow_unanswerable=True)
+        ids, labels = encode_example(enc, prompt, target)
+        text = enc.render(prompt)
+        pids = enc.encode(prompt)
+        want = enc.continuation_ids(text, pids, target)
+        assert len(ids) == len(labels) and ids[:len(pids)] == pids
+        kept = [(i, x) for i, x in enumerate(labels) if x != IGNORE]
+        assert [x for _, x in kept] == want and [i for i, _ in kept] == list(range(len(pids), len(ids)))
+        assert tok.decode(want) == target
+        if target == " 10":
+            assert len(want) >= 2, f"{model}: ' 10' is one token here; the multi-token case is not exercised"
+
+
+# -- training moves the judged probability ---------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory, data_dir):
+    """One tiny judge-sft training (used by several tests)."""
+    tmp = tmp_path_factory.mktemp("trained")
+    model = build_tiny_model(tmp / "base")
+    cfg = _train_cfg(tmp, data_dir, model)
+    p = cli_inproc("train", str(_write(tmp, cfg)), "--no-eval")
+    assert p.returncode == 0, p.stderr
+    return tmp, model, cfg
+
+
+def test_adapter_moves_verdict_probability_toward_the_trained_labels(trained):
+    """On its training examples the tuned model's log P(target) - log P(other verdict) rises: this
+    fails if the labels were flipped, the mask covered the prompt only, or no LoRA weight trained."""
+    from judgegap.backends.hf import HFBackend
+    from judgegap.prompts import JUDGE_CHOICES, PROMPTS
+    from judgegap.training.config import parse_train_config
+    from judgegap.training.pipeline import training_items
+
+    tmp, model, cfg = trained
+    tc = parse_train_config(cfg)
+    items = training_items(tc)[0]["squad2"]
+    meta = json.loads((tmp / "tr" / "adapter" / "judgegap_adapter.json").read_text())
+    assert sorted(it.id for it in items) == meta["train_ids"] and meta["method"] == "judge-sft"
+    judge_t = PROMPTS.get("qa_judge@2")
+    prompts = [judge_t.render(context=it.context, question=it.question, candidate=it.answers[0] if it.answers
+                              else "unanswerable", allow_unanswerable=True) for it in items]
+    from judgegap.metrics.qa import score_item
+
+    labels = [int(score_item("squad2", it.answers[0] if it.answers else "", it)[1] >= 0.5) for it in items]
+    base = HFBackend(str(model))
+    tuned = HFBackend(str(model), adapter=str(tmp / "tr" / "adapter"))
+    lb = base.score_choices(prompts, list(JUDGE_CHOICES))
+    lt = tuned.score_choices(prompts, list(JUDGE_CHOICES))
+
+    def margin(lp, y):
+        return (lp[0] - lp[1]) if y else (lp[1] - lp[0])
+
+    gain = [margin(t, y) - margin(b, y) for b, t, y in zip(lb, lt, labels)]
+    assert sum(gain) / len(gain) > 0.5, gain
+    assert tuned.fingerprint()["adapter"] and "adapter" not in base.fingerprint()
+
+
+def test_adapter_loads_into_every_experiment_and_training_items_are_held_out(trained, tmp_path, data_dir):
+    tmp, model, _ = trained
+    adapter = tmp / "tr" / "adapter"
+    train_ids = set(json.loads((adapter / "judgegap_adapter.json").read_text())["train_ids"])
+    cfg = {"name": "e", "output_dir": str(tmp_path / "out"), "data_dir": str(data_dir), "bootstrap_resamples": 100,
+           "datasets": [{"name": "squad2", "n": 5, "seed": 0}],
+           "models": [{"name": "base", "model": str(model), "generation": {"max_new_tokens": 4}},
+                      {"name": "tuned", "model": str(model), "adapter": str(adapter),
+                       "generation": {"max_new_tokens": 4}}],
+           "experiments": [{"name": "asymmetry", "params": {"text_verdict": False}},
+                           {"name": "selfscore", "params": {"text_score": False, "compare": ["base", "tuned"]}},
+                           {"name": "attention", "params": {"max_items": 2}},
+                           {"name": "pairwise", "params": {"self_pairs": True, "text_verdict": False}}]}
+    p = cli_inproc("run", str(_write(tmp_path, cfg, "run.yaml")))
+    assert p.returncode == 0, p.stderr
+    s = json.loads((tmp_path / "out" / "summary.json").read_text())
+    for exp in ("asymmetry", "selfscore", "attention"):
+        assert "tuned" in json.dumps(s["experiments"][exp]), exp
+    from judgegap.store import Store
+
+    st = Store.in_dir(tmp_path / "out")
+    evaluated = {g["item_id"] for g in st.records("asymmetry", "generation")}
+    st.close()
+    assert evaluated and not evaluated & train_ids  # the seed-0 sample drew them; exclude_trained dropped them
+    # the same config with exclusion off evaluates on trained items: an error, nothing run
+    cfg["datasets"][0]["exclude_trained"] = False
+    cfg["output_dir"] = str(tmp_path / "out2")
+    p = cli_inproc("run", str(_write(tmp_path, cfg, "run2.yaml")))
+    assert p.returncode != 0
+    line = p.stderr.strip().splitlines()[-1]
+    assert "were used to train the adapter of tuned" in line and "held out" in line
+    assert not (tmp_path / "out2").exists()
+
+
+# -- resume after kill -9 ---------------------------------------------------------------------------
+
+def test_killed_training_resumes_from_its_last_checkpoint(tmp_path, data_dir, tiny_model):
+    cfg = _train_cfg(tmp_path, data_dir, tiny_model,
+                     training={"max_steps": 400, "batch_size": 2, "learning_rate": 0.001, "save_steps": 3})
+    path = _write(tmp_path, cfg)
+    env = {**os.environ, "JUDGEGAP_DATA_DIR": str(data_dir)}
+    proc = subprocess.Popen([sys.executable, "-m", "judgegap.cli", "train", str(path), "--no-eval"], env=env,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    ckpt = tmp_path / "tr" / "checkpoints" / "checkpoint-3"
+    t0 = time.time()
+    while not (ckpt / "trainer_state.json").exists() and proc.poll() is None and time.time() - t0 < 300:
+        time.sleep(0.2)
+    assert proc.poll() is None, "training ended before it could be killed: " + (proc.stderr.read() or "")
+    time.sleep(0.5)
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    assert not (tmp_path / "tr" / "adapter").exists()
+    again = cli_inproc("train", str(path), "--no-eval")  # refuses to start over silently
+    assert again.returncode != 0 and "--resume" in again.stderr
+    p = cli_inproc("train", str(path), "--no-eval", "--resume")
+    assert p.returncode == 0, p.stderr
+    s = json.loads((tmp_path / "tr" / "train_summary.json").read_text())
+    assert s["training"]["steps"] == 400 and s["training"]["resumed_from"]
+    assert s["training"]["steps_this_process"] < 400
+
+
+# -- bad input: one line, non-zero, nothing written ------------------------------------------------
+
+def _bad(tmp_path: Path, cfg: dict, *needles: str, cmd: str = "train") -> None:
+    p = cli_inproc(cmd, str(_write(tmp_path, cfg, "bad.yaml")))
+    assert p.returncode != 0
+    line = p.stderr.strip().splitlines()[-1]
+    for n in needles:
+        assert n in line, line
+    assert not (tmp_path / "tr").exists() and not (tmp_path / "out").exists()
+
+
+def test_method_the_backend_cannot_train(tmp_path, data_dir):
+    cfg = _train_cfg(tmp_path, data_dir, "served-model")
+    cfg["model"].update(backend="openai", base_url="http://127.0.0.1:9/v1")
+    _bad(tmp_path, cfg, "judge-sft", "cannot train a model behind backend 'openai'")
+
+
+def test_too_few_training_items(tmp_path, data_dir, tiny_model):
+    f = tmp_path / "few.json"
+    src = json.loads(__import__("gzip").open(data_dir / "squad_v2_dev_cs224n" / "dev-v2.0.json.gz").read())
+    para = src["data"][0]["paragraphs"][0]
+    f.write_text(json.dumps({"data": [{"title": "t", "paragraphs": [para]}]}))
+    cfg = _train_cfg(tmp_path, data_dir, tiny_model, train=[{"name": "squad2", "n": 400, "data_file": str(f)}])
+    _bad(tmp_path, cfg, "train[0] (squad2)", "n=400 training items requested", "available")
+
+
+def test_missing_adapter_and_adapter_of_another_base(tmp_path, data_dir, trained):
+    tmp, model, _ = trained
+    run = {"name": "e", "output_dir": str(tmp_path / "out"), "data_dir": str(data_dir),
+           "datasets": [{"name": "squad2", "n": 2}], "experiments": ["asymmetry"],
+           "models": [{"name": "tuned", "model": str(model), "adapter": str(tmp_path / "nope")}]}
+    _bad(tmp_path, run, "models[0]: adapter: adapter not found", cmd="run")
+    other = build_tiny_model(tmp_path / "other", seed=1)
+    run["models"][0].update(model=str(other), adapter=str(tmp / "tr" / "adapter"))
+    _bad(tmp_path, run, "models[0] (tuned)", "was trained on base model", cmd="run")
+    run["models"][0].update(backend="llamacpp", model="smollm2-135m-instruct")
+    _bad(tmp_path, run, "adapter", "backend 'llamacpp' cannot apply a LoRA adapter", cmd="run")
+
+
+def test_unknown_method_and_bad_params(tmp_path, data_dir, tiny_model):
+    cfg = _train_cfg(tmp_path, data_dir, tiny_model, method={"name": "judge-stf"})
+    _bad(tmp_path, cfg, "method.name", "judge-stf")
+    cfg = _train_cfg(tmp_path, data_dir, tiny_model, method={"name": "judge-sft", "params": {"own_answer": 1}})
+    _bad(tmp_path, cfg, "method.params.own_answer")
+
+
+def test_example_configs_validate():
+    from judgegap.training.config import load_train_config
+
+    for f in sorted((ROOT / "configs").glob("train_*.yaml")):
+        load_train_config(f)
