@@ -52,7 +52,7 @@ def test_real_llamacpp_judge_judges_lm_eval_and_inspect_answers_end_to_end(tmp_p
     keeps exactly the items the files cover, records the answers verbatim, and pairs them
     (self-preference) with the judge's own answers."""
     cfg = _cfg(tmp_path, data_dir, [
-        {"name": "smol", "backend": "llamacpp", "model": "smollm2-135m-instruct", "n_threads": 2},
+        {"name": "smol", "backend": "llamacpp", "model": "smollm2-135m-instruct", "n_threads": 1},
         {"name": "lmeval", "backend": "file", "answers": str(LM_EVAL)},
         {"name": "inspect", "backend": "file", "answers": {"squad2": str(INSPECT_EVAL)}},
     ], experiments=[{"name": "asymmetry", "params": {"text_verdict": False}},

@@ -106,6 +106,28 @@ def test_real_tokenizers_split_ten_after_one(model, dist):
     ten = tok(prefix + " 10", add_special_tokens=False)["input_ids"]
     assert one[:len(base)] == base and ten[:len(one)] == one and len(ten) > len(one)
 
+    # training's loss mask (judgegap train) covers exactly the ids score_choices reads for the
+    # target after each prompt, " 10" included (several tokens here)
+    from judgegap.backends.hf import PromptEncoder
+    from judgegap.backends.models import BUILTIN_MODELS
+    from judgegap.prompts import PROMPTS
+    from judgegap.training.sft import IGNORE, encode_example
+
+    enc = PromptEncoder(tok, bool(getattr(tok, "chat_template", None)) and BUILTIN_MODELS[model].chat)
+    for tid, target in {"qa_judge@2": " Yes", "self_score@2": " 10", "qa_generate@2": " the Normans\n"}.items():
+        prompt = PROMPTS.get(tid).render(context="The Normans gave their name to Normandy.",
+                                         question="Who gave their name to Normandy?", candidate="the Normans",
+                                         allow_unanswerable=True)
+        ids, labels = encode_example(enc, prompt, target)
+        pids = enc.encode(prompt)
+        want = enc.continuation_ids(enc.render(prompt), pids, target)
+        assert len(ids) == len(labels) and ids[:len(pids)] == pids
+        kept = [(i, x) for i, x in enumerate(labels) if x != IGNORE]
+        assert [x for _, x in kept] == want and [i for i, _ in kept] == list(range(len(pids), len(ids)))
+        assert tok.decode(want) == target
+        if target == " 10":
+            assert len(want) >= 2
+
 
 # -- routing ------------------------------------------------------------------------------------------
 

@@ -34,37 +34,6 @@ def _write(tmp_path: Path, cfg: dict, name: str = "train.yaml") -> Path:
     return p
 
 
-# -- the loss mask on real tokenizers -------------------------------------------------------------
-
-@pytest.mark.parametrize("model", ["smollm2-135m-instruct", "gemma3-270m", "qwen2.5-coder-1.5b-instruct"])
-def test_loss_mask_is_exactly_the_target_tokens_on_real_tokenizers(model):
-    """The unmasked labels are the very ids score_choices reads for the choice after this prompt
-    (" 10" included, which these tokenizers split into several tokens)."""
-    from judgegap.backends.hf import PromptEncoder, load_tokenizer
-    from judgegap.backends.models import BUILTIN_MODELS, resolve_model_ref
-    from judgegap.prompts import PROMPTS
-    from judgegap.training.sft import IGNORE, encode_example
-
-    source, _ = resolve_model_ref(model)
-    tok = load_tokenizer(source["path"])
-    enc = PromptEncoder(tok, bool(getattr(tok, "chat_template", None)) and BUILTIN_MODELS[model].chat)
-    prompts = {"qa_judge@2": " Yes", "self_score@2": " 10", "qa_generate@2": " the Normans\n"}
-    for tid, target in prompts.items():
-        prompt = PROMPTS.get(tid).render(context="The Normans gave their name to Normandy.",
-                                         question="Who gave their name to Normandy?", candidate="the Normans",
-                                         allow_unanswerable=True)
-        ids, labels = encode_example(enc, prompt, target)
-        text = enc.render(prompt)
-        pids = enc.encode(prompt)
-        want = enc.continuation_ids(text, pids, target)
-        assert len(ids) == len(labels) and ids[:len(pids)] == pids
-        kept = [(i, x) for i, x in enumerate(labels) if x != IGNORE]
-        assert [x for _, x in kept] == want and [i for i, _ in kept] == list(range(len(pids), len(ids)))
-        assert tok.decode(want) == target
-        if target == " 10":
-            assert len(want) >= 2, f"{model}: ' 10' is one token here; the multi-token case is not exercised"
-
-
 # -- training moves the judged probability ---------------------------------------------------------
 
 @pytest.fixture(scope="module")
@@ -148,7 +117,7 @@ def test_adapter_loads_into_every_experiment_and_training_items_are_held_out(tra
 
 def test_killed_training_resumes_from_its_last_checkpoint(tmp_path, data_dir, tiny_model):
     cfg = _train_cfg(tmp_path, data_dir, tiny_model,
-                     training={"max_steps": 400, "batch_size": 2, "learning_rate": 0.001, "save_steps": 3})
+                     training={"max_steps": 60, "batch_size": 2, "learning_rate": 0.001, "save_steps": 3})
     path = _write(tmp_path, cfg)
     env = {**os.environ, "JUDGEGAP_DATA_DIR": str(data_dir)}
     proc = subprocess.Popen([sys.executable, "-m", "judgegap.cli", "train", str(path), "--no-eval"], env=env,
@@ -167,8 +136,8 @@ def test_killed_training_resumes_from_its_last_checkpoint(tmp_path, data_dir, ti
     p = cli_inproc("train", str(path), "--no-eval", "--resume")
     assert p.returncode == 0, p.stderr
     s = json.loads((tmp_path / "tr" / "train_summary.json").read_text())
-    assert s["training"]["steps"] == 400 and s["training"]["resumed_from"]
-    assert s["training"]["steps_this_process"] < 400
+    assert s["training"]["steps"] == 60 and s["training"]["resumed_from"]
+    assert s["training"]["steps_this_process"] < 60
 
 
 # -- bad input: one line, non-zero, nothing written ------------------------------------------------
@@ -222,3 +191,38 @@ def test_example_configs_validate():
 
     for f in sorted((ROOT / "configs").glob("train_*.yaml")):
         load_train_config(f)
+
+
+def test_transfer_matrix_on_records_with_known_answers():
+    """Paired differences on hand-built records: tuned answers every item right and accepts none of
+    its wrong answers; base is right on half and accepts all its answers."""
+    from judgegap.training.transfer import reading, transfer_matrix
+
+    gens, judgs = [], []
+    for i in range(40):
+        iid = f"q{i}"
+        base_ok = int(i % 2 == 0)
+        gens += [{"dataset": "d", "model": "base", "item_id": iid, "correct": base_ok},
+                 {"dataset": "d", "model": "tuned", "item_id": iid, "correct": 1}]
+        judgs += [{"dataset": "d", "judge": "base", "author": "base", "item_id": iid, "label": base_ok, "p_correct": 0.9},
+                  {"dataset": "d", "judge": "tuned", "author": "tuned", "item_id": iid, "label": 1,
+                   "p_correct": 0.6 + 0.01 * (i % 3)}]
+        for judge, p_gold, p_wrong in (("base", 0.7, 0.6), ("tuned", 0.8, 0.2)):
+            judgs += [{"dataset": "d", "judge": judge, "author": "gold", "item_id": iid, "label": 1, "p_correct": p_gold},
+                      {"dataset": "d", "judge": judge, "author": "wrong_span", "item_id": iid, "label": 0,
+                       "p_correct": p_wrong}]
+    m = transfer_matrix(gens, judgs, "base", "tuned", resamples=200)["d"]
+    assert m["n_items"] == 40
+    assert m["gen_accuracy"]["base"]["value"] == 0.5 and m["gen_accuracy"]["tuned"]["value"] == 1.0
+    assert m["gen_accuracy"]["diff"]["value"] == 0.5 and m["gen_accuracy"]["diff"]["ci_low"] > 0.3
+    assert m["judge_j_balanced"]["base"]["value"] == 0.0 and m["judge_j_balanced"]["tuned"]["value"] == 1.0
+    assert m["accept_wrong_own"]["base"]["value"] == 1.0
+    assert m["judge_j_own"]["tuned"]["value"] is None or m["judge_j_own"]["tuned"]["value"] != m["judge_j_own"]["tuned"]["value"]
+    lines = reading({"d": m}, "judge-sft")
+    assert "reversed: generation accuracy rose" in lines[0]
+
+
+def test_training_report_page(trained):
+    tmp, _, _ = trained
+    html = (tmp / "tr" / "report.html").read_text()
+    assert 'id="loss"' in html and "data:image/png;base64," in html and "judge-sft" in html

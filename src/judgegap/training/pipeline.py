@@ -8,6 +8,7 @@ Output directory::
     OUT/adapter/              the PEFT adapter + judgegap_adapter.json (base, method, seed, training ids)
     OUT/eval/                 an ordinary ``judgegap run`` of base and tuned (report.html, summary.json)
     OUT/train_summary.json    config, example counts, loss curve, s/step, peak memory, transfer matrix
+    OUT/report.html           the loss curve, the transfer matrix and its reading against seed 000
 """
 
 from __future__ import annotations
@@ -23,13 +24,14 @@ from rich.markup import escape
 
 from judgegap.data import DATASETS, stratified_sample
 from judgegap.errors import JudgegapError
+from judgegap.report.training_view import build_training_report
 from judgegap.store.rundir import RunLock
 from judgegap.training.adapters import META_FILE, passage_hash
 from judgegap.training.config import TrainConfig
 from judgegap.training.methods import METHODS, TrainContext, describe
 from judgegap.training.sft import encode_all, train_sft, write_json
 
-OUR_FILES = ("split.json", "checkpoints", "adapter", "adapter.tmp", "eval", "train_summary.json", "examples.jsonl")
+OUR_FILES = ("split.json", "checkpoints", "adapter", "adapter.tmp", "eval", "train_summary.json", "report.html")
 
 
 def training_items(cfg: TrainConfig) -> tuple[dict[str, list[Any]], dict[str, list[Any]], dict[str, str]]:
@@ -152,10 +154,12 @@ def run_training(cfg: TrainConfig, resume: bool = False, overwrite: bool = False
                                        d: {"n_items": len(s["ids"]), "n_passages": len(s["passages"])}
                                        for d, s in split.items()}}
         write_json(out / "train_summary.json", summary)
+        build_training_report(summary, out / "report.html")
     if evaluate and cfg.evaluate.enabled and cfg.eval:
         summary["evaluation"] = evaluate_adapter(cfg, out, console)
         with RunLock(out, "train"):
             write_json(out / "train_summary.json", summary)
+            build_training_report(summary, out / "report.html")
     return summary
 
 
