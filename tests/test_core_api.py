@@ -165,3 +165,17 @@ def test_no_import_cycles_among_modules():
         if m not in state:
             visit(m, [m])
     assert cycles == []
+
+
+def test_the_report_core_names_no_experiment():
+    """Adding an experiment never edits report/html.py or the main template: every experiment,
+    built-in or plugin, contributes its section through ``report_section`` (or the fallback)."""
+    src = ROOT / "src" / "judgegap" / "report"
+    core = (src / "html.py").read_text() + (src / "templates" / "report.html.jinja2").read_text()
+    from judgegap.experiments import EXPERIMENTS
+
+    for name in EXPERIMENTS.names():
+        assert name not in core, name
+    for name in ("asymmetry", "pairwise", "ge_consistency", "selfscore", "attention"):
+        cls = EXPERIMENTS.get(name)
+        assert cls.report_section and cls.report_section.startswith("judgegap.report.sections:")

@@ -91,6 +91,7 @@ def p_correct(lp_yes: float, lp_no: float) -> tuple[float, float]:
 @EXPERIMENTS.register(NAME)
 class Asymmetry(ExperimentBase):
     name = NAME
+    report_section = "judgegap.report.sections:asymmetry"
     Params = AsymmetryParams
     dataset_kinds = ("qa",)
 

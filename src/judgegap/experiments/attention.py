@@ -61,6 +61,7 @@ def peak_rss_mib() -> float:
 @EXPERIMENTS.register(NAME)
 class Attention(ExperimentBase):
     name = NAME
+    report_section = "judgegap.report.sections:attention"
     Params = AttentionParams
     dataset_kinds = ("qa",)
 

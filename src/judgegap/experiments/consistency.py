@@ -95,6 +95,7 @@ def ge_consistency(gen: dict[str, np.ndarray], judge: dict[str, np.ndarray], n_r
 @EXPERIMENTS.register(NAME)
 class GEConsistency(ExperimentBase):
     name = NAME
+    report_section = "judgegap.report.sections:ge_consistency"
     Params = ConsistencyParams
     dataset_kinds = ()
 

@@ -98,6 +98,7 @@ def averaged_verdict(p_first: list[float], p_swapped: list[float]) -> tuple[str,
 @EXPERIMENTS.register(NAME)
 class Pairwise(ExperimentBase):
     name = NAME
+    report_section = "judgegap.report.sections:pairwise"
     Params = PairwiseParams
     dataset_kinds = ("pairs",)
 

@@ -57,6 +57,7 @@ class SelfScoreParams(BaseModel):
 @EXPERIMENTS.register(NAME)
 class SelfScore(ExperimentBase):
     name = NAME
+    report_section = "judgegap.report.sections:selfscore"
     Params = SelfScoreParams
     dataset_kinds = ("qa",)
 
