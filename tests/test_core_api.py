@@ -179,3 +179,26 @@ def test_the_report_core_names_no_experiment():
     for name in ("asymmetry", "pairwise", "ge_consistency", "selfscore", "attention"):
         cls = EXPERIMENTS.get(name)
         assert cls.report_section and cls.report_section.startswith("judgegap.report.sections:")
+
+
+def test_typed_records_are_frozen_and_a_wrong_field_is_refused_at_write(tmp_path):
+    from pydantic import ValidationError
+
+    from judgegap.errors import JudgegapError
+    from judgegap.store import Store
+    from judgegap.store.records import Judgment
+
+    j = Judgment(dataset="d", item_id="1", judge="m", author="m", role="self_judge", candidate="x", label=1,
+                 label_f1=1.0, lp_yes=-0.1, lp_no=-2.3, p_correct=0.9, verdict_mass=0.99, template="t@1")
+    with pytest.raises(ValidationError):
+        j.p_correct = 0.1  # frozen
+    st = Store.in_dir(tmp_path)
+    st.start_run("r", {}, {}, 0, "scope")
+    st.put_records("asymmetry", "judgment", [("k", j)])
+    assert st.typed("asymmetry", "judgment") == [j]
+    bad = {**j.model_dump(), "p_correct": "high"}
+    with pytest.raises(JudgegapError, match="Judgment: p_correct"):
+        st.put_records("asymmetry", "judgment", [("k2", bad)])
+    with pytest.raises(JudgegapError, match="extra_field"):
+        st.put_records("asymmetry", "judgment", [("k3", {**j.model_dump(), "extra_field": 1})])
+    st.close()

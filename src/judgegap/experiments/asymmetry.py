@@ -29,6 +29,7 @@ from judgegap.metrics.judging import balanced_accuracy, judge_report
 from judgegap.metrics.qa import score_item
 from judgegap.prompts import JUDGE_CHOICES, PROMPTS
 from judgegap.store import Store
+from judgegap.store.records import Generation, Judgment
 
 NAME = "asymmetry"
 
@@ -140,7 +141,7 @@ class Asymmetry(ExperimentBase):
                     pred = clean_answer(c.text)
                     em, f1 = score_item(metric, pred, it)
                     answers[m.name][it.id] = pred
-                    recs.append((f"{ds_name}|{m.name}|{it.id}", {
+                    recs.append((f"{ds_name}|{m.name}|{it.id}", Generation(**{
                         "dataset": ds_name, "item_id": it.id, "model": m.name, "role": "generate",
                         "raw_text": c.text, "prediction": pred, "em": em, "f1": f1,
                         "correct": int(f1 >= p.f1_threshold), "n_tokens": c.n_tokens,
@@ -149,7 +150,7 @@ class Asymmetry(ExperimentBase):
                         "question_type": str(it.metadata.get("question_type", "")),
                         "hops": it.metadata.get("hops"),
                         "template": "file" if c.finish_reason == "file" else gen_t.id,
-                    }))
+                    })))
                 ctx.store.put_records(NAME, "generation", recs)
             # 2. judge: every judge on every author's answers (+ balanced gold / wrong-span pair)
 
@@ -181,14 +182,14 @@ class Asymmetry(ExperimentBase):
                     it = r["item"]
                     em, f1 = score_item(metric, r["pred"], it)
                     pc, mass = p_correct(lp[0], lp[1])
-                    recs.append((f"{ds_name}|{jname}|{r['author']}|{it.id}", {
+                    recs.append((f"{ds_name}|{jname}|{r['author']}|{it.id}", Judgment(**{
                         "dataset": ds_name, "item_id": it.id, "judge": jname, "author": r["author"],
                         "role": "self_judge" if r["author"] == jname else "judge",
                         "candidate": r["candidate"], "label": int(f1 >= p.f1_threshold), "label_f1": f1,
                         "lp_yes": lp[0], "lp_no": lp[1], "p_correct": pc, "verdict_mass": mass,
                         "text_reply": txt, "text_verdict": parse_verdict(txt) if txt is not None else None,
                         "template": judge_t.id,
-                    }))
+                    })))
                 ctx.store.put_records(NAME, "judgment", recs)
 
     @staticmethod

@@ -180,13 +180,25 @@ class Store:
         return [{"run_id": r[0], "at": r[1], "kind": r[2], **json.loads(r[3])} for r in rows]
 
     # -- records --------------------------------------------------------------
-    def put_records(self, experiment: str, kind: str, records: Iterable[tuple[str, dict[str, Any]]]) -> None:
+    def put_records(self, experiment: str, kind: str, records: Iterable[tuple[str, Any]]) -> None:
+        """Store (key, record) pairs; a record is a typed Record or a dict checked against the type
+        registered for (experiment, kind) (judgegap.store.records)."""
+        from judgegap.store.records import checked_record
+
+        records = [(k, checked_record(experiment, kind, r)) for k, r in records]
         with self._lock, self._conn:
             self._conn.executemany(
                 "INSERT OR REPLACE INTO records(run_id, experiment, kind, record_key, record_json, scope)"
                 " VALUES (?,?,?,?,?,?)",
                 [(self.run_id or 0, experiment, kind, k, canonical_json(r), self.scope) for k, r in records],
             )
+
+    def typed(self, experiment: str, kind: str) -> list[Any]:
+        """The records of (experiment, kind) as their frozen pydantic models."""
+        from judgegap.store.records import RECORD_TYPES
+
+        model = RECORD_TYPES[(experiment, kind)]
+        return [model.model_validate(r) for r in self.records(experiment, kind)]
 
     def records(self, experiment: str, kind: str | None = None) -> list[dict[str, Any]]:
         q = "SELECT record_json FROM records WHERE scope=? AND experiment=?"

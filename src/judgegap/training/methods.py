@@ -114,7 +114,9 @@ class JudgeSFT(TrainingMethod):
             metric = ctx.metrics[ds]
             unans = any(not it.answerable for it in ctx.pools[ds])
             if p.own_answers > 0:
-                comps = ctx.backend.generate(answer_requests(ctx.model_cfg, gen_t, items, unans))
+                reqs = answer_requests(ctx.model_cfg, gen_t, items, unans)
+                comps = with_progress(ctx, f"{ds} · own answers to label", len(reqs),
+                                      lambda: ctx.backend.generate(reqs))
                 for it, c in zip(items, comps):
                     pred = clean_answer(c.text)
                     _, f1 = score_item(metric, pred, it)
@@ -169,6 +171,19 @@ class GenSFT(TrainingMethod):
                 rows.append(Example(prompt, " " + gold + "\n", "gold_answer", it.id, ds, None))
         random.Random(ctx.seed).shuffle(rows)
         return rows
+
+
+def with_progress(ctx: TrainContext, label: str, total: int, fn: Any) -> Any:
+    """Run ``fn`` (calls on ctx.backend) under a progress line with ETA."""
+    if ctx.progress is None:
+        return fn()
+    task = ctx.progress.add_task(label, total=total)
+    ctx.backend.progress = lambda k: ctx.progress.advance(task, k)
+    try:
+        return fn()
+    finally:
+        ctx.backend.progress = None
+        ctx.progress.update(task, completed=total)
 
 
 def describe(rows: list[Example]) -> dict[str, Any]:
