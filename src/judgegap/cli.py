@@ -226,6 +226,7 @@ def agreement(
     """Score verdicts produced elsewhere against a pairwise set's human labels (no model needed)."""
     from judgegap.data import DATASETS
     from judgegap.experiments.pairwise import saved_verdict_records, summarize_pairs
+    from judgegap.metrics.bootstrap import settings as bootstrap_settings
 
     spec = DATASETS.get(dataset)
     if spec.kind != "pairs":
@@ -234,7 +235,7 @@ def agreement(
     items = spec.load(data_dir=data_dir, data_file=data_file)
     judge = name or re.sub(r"(\.jsonl?)?(\.gz)?$", "", verdicts.name)
     recs = [r for _, r in saved_verdict_records(judge, dataset, items, verdicts)]
-    res = summarize_pairs(recs, [], {"n_resamples": 1000, "seed": 12345})["datasets"][dataset][judge]
+    res = summarize_pairs(recs, [], bootstrap_settings())["datasets"][dataset][judge]
     oc = res["order_consistent"]
     jp = res["judged_pairs"] or {}
     keys = ("accuracy_with_ties", "accuracy_without_ties", "kappa", "kappa_without_ties", "macro_f1",

@@ -24,6 +24,7 @@ from judgegap.experiments.base import (EXPERIMENTS, ExperimentBase, RunContext, 
                                        model_answers, parse_experiment_params, with_progress)
 from judgegap.experiments.candidates import balanced_candidates, clean_answer, display_answer
 from judgegap.metrics.bootstrap import Estimate, bootstrap_indices, mean_ci, paired_diff_ci
+from judgegap.metrics.bootstrap import settings as bootstrap_settings
 from judgegap.metrics.calibration import spearman
 from judgegap.metrics.judging import balanced_accuracy, judge_report
 from judgegap.metrics.qa import score_item
@@ -276,7 +277,7 @@ VERDICT_BASIS = ("chance-corrected: judging skill on a balanced judged set, Youd
 
 def summarize_records(gens: list[dict[str, Any]], judg: list[dict[str, Any]], p: AsymmetryParams,
                       resamples: int = 1000, seed: int = 0) -> dict[str, Any]:
-    kw = {"n_resamples": resamples, "seed": 12345 + seed}
+    kw = bootstrap_settings({"bootstrap_resamples": resamples, "seed": seed})
     out: dict[str, Any] = {"experiment": NAME, "f1_threshold": p.f1_threshold, "verdict_basis": VERDICT_BASIS,
                            "datasets": {}}
     by_ds: dict[str, list[dict[str, Any]]] = defaultdict(list)

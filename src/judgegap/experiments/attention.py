@@ -29,6 +29,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from judgegap.errors import ConfigError
 from judgegap.experiments.asymmetry import p_correct
+from judgegap.metrics.bootstrap import settings as bootstrap_settings
 from judgegap.experiments.base import (EXPERIMENTS, ExperimentBase, RunContext, model_answers, parse_experiment_params,
                                        with_progress)
 from judgegap.experiments.candidates import clean_answer, display_answer
@@ -142,7 +143,7 @@ class Attention(ExperimentBase):
                 "n_layers": int(mg.shape[0]), "n_heads": int(mg.shape[1])}
 
     def summarize(self, store: Store, config: dict[str, Any], params: dict[str, Any]) -> dict[str, Any]:
-        kw = {"n_resamples": config.get("bootstrap_resamples", 1000), "seed": 12345 + config.get("seed", 0)}
+        kw = bootstrap_settings(config)
         out = summarize_attention(store.records(NAME, "item"), kw)
         skipped: dict[str, int] = defaultdict(int)
         for r in store.records(NAME, "skipped"):

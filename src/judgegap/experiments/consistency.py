@@ -20,6 +20,7 @@ from scipy import stats
 
 from judgegap.metrics.calibration import kendall, spearman
 
+from judgegap.metrics.bootstrap import settings as bootstrap_settings
 from judgegap.experiments.base import EXPERIMENTS, ExperimentBase, RunContext, parse_experiment_params
 from judgegap.store import Store
 
@@ -112,7 +113,7 @@ class GEConsistency(ExperimentBase):
 
     def summarize(self, store: Store, config: dict[str, Any], params: dict[str, Any]) -> dict[str, Any]:
         p = parse_experiment_params(ConsistencyParams, NAME, params)
-        kw = {"n_resamples": config.get("bootstrap_resamples", 1000), "seed": 12345 + config.get("seed", 0)}
+        kw = bootstrap_settings(config)
         gm, G = _matrix(store.records("asymmetry", "generation"), "model", lambda r: r[p.generation_score])
         gen = dict(zip(gm, G))
         judging: dict[str, dict[str, np.ndarray]] = {}

@@ -25,6 +25,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from judgegap.backends.base import ChatPrompt, GenRequest
 from judgegap.data.verdicts import load_verdicts, normalise_verdict
 from judgegap.errors import ConfigError, DataError
+from judgegap.metrics.bootstrap import settings as bootstrap_settings
 from judgegap.experiments.base import (EXPERIMENTS, ExperimentBase, RunContext, all_judges, check_all_judges,
                                        parse_experiment_params, with_progress)
 from judgegap.metrics.agreement import (agreement_report, annotator_report, combine_orders, length_report,
@@ -231,7 +232,7 @@ class Pairwise(ExperimentBase):
             ctx.store.put_records(NAME, "self_pair", recs)
 
     def summarize(self, store: Store, config: dict[str, Any], params: dict[str, Any]) -> dict[str, Any]:
-        kw = {"n_resamples": config.get("bootstrap_resamples", 1000), "seed": 12345 + config.get("seed", 0)}
+        kw = bootstrap_settings(config)
         return summarize_pairs(store.records(NAME, "pair"), store.records(NAME, "self_pair"), kw)
 
 

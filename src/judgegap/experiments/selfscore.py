@@ -20,6 +20,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from judgegap.backends.base import GenRequest
 from judgegap.errors import ConfigError
+from judgegap.metrics.bootstrap import settings as bootstrap_settings
 from judgegap.experiments.base import (EXPERIMENTS, ExperimentBase, RunContext, model_answers, parse_experiment_params,
                                        with_progress)
 from judgegap.experiments.candidates import clean_answer, display_answer
@@ -126,7 +127,7 @@ class SelfScore(ExperimentBase):
 
     def summarize(self, store: Store, config: dict[str, Any], params: dict[str, Any]) -> dict[str, Any]:
         p = parse_experiment_params(SelfScoreParams, NAME, params)
-        kw = {"n_resamples": config.get("bootstrap_resamples", 1000), "seed": 12345 + config.get("seed", 0)}
+        kw = bootstrap_settings(config)
         return summarize_selfscore(store.records(NAME, "scored_answer"), p, kw,
                                    [m["name"] for m in config.get("models", [])])
 

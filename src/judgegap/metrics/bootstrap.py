@@ -11,6 +11,7 @@ from __future__ import annotations
 import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 from scipy import stats
@@ -47,6 +48,14 @@ class Estimate:
     @property
     def excludes_zero(self) -> bool:
         return bool(self.ci_low > 0 or self.ci_high < 0)
+
+
+def settings(config: dict[str, Any] | None = None) -> dict[str, int]:
+    """The bootstrap settings of a run, in one place: ``bootstrap_resamples`` from the config and a
+    seed offset by the run's seed (every experiment's CIs use these; recorded with the config)."""
+    config = config or {}
+    return {"n_resamples": int(config.get("bootstrap_resamples", DEFAULT_RESAMPLES)),
+            "seed": DEFAULT_SEED + int(config.get("seed", 0))}
 
 
 def bootstrap_indices(

@@ -19,6 +19,7 @@ from typing import Any
 import numpy as np
 
 from judgegap.metrics.bootstrap import Estimate, bootstrap_indices
+from judgegap.metrics.bootstrap import settings as bootstrap_settings
 from judgegap.metrics.judging import auroc
 
 MEASURES = ("gen_accuracy", "judge_j_own", "judge_j_balanced", "auroc_own", "accept_wrong_own")
@@ -80,7 +81,7 @@ def transfer_matrix(gens: list[dict], judgs: list[dict], base: str, tuned: str, 
         n = len(ids)
         row: dict[str, Any] = {"n_items": n}
         for m in MEASURES:
-            kw = {"n_resamples": resamples, "seed": seed}
+            kw = bootstrap_settings({"bootstrap_resamples": resamples, "seed": seed})
             eb = bootstrap_indices(lambda i, m=m: _measure(m, a, i), n, **kw)
             et = bootstrap_indices(lambda i, m=m: _measure(m, b, i), n, **kw)
             ed = bootstrap_indices(lambda i, m=m: _measure(m, b, i) - _measure(m, a, i), n, **kw)
