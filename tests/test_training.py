@@ -226,3 +226,28 @@ def test_training_report_page(trained):
     tmp, _, _ = trained
     html = (tmp / "tr" / "report.html").read_text()
     assert 'id="loss"' in html and "data:image/png;base64," in html and "judge-sft" in html
+
+
+def test_full_finetune_of_a_tiny_model_with_held_out_evaluation(tmp_path, data_dir, tiny_model):
+    """full_finetune writes a whole model; the evaluation runs base vs tuned on held-out items and
+    writes the transfer matrix and the report."""
+    cfg = _train_cfg(tmp_path, data_dir, tiny_model, full_finetune=True,
+                     training={"max_steps": 2, "batch_size": 4, "learning_rate": 0.001, "save_steps": 1},
+                     eval=[{"name": "squad2", "n": 4, "seed": 0}],
+                     evaluate={"bootstrap_resamples": 100})
+    p = cli_inproc("train", str(_write(tmp_path, cfg)))
+    assert p.returncode == 0, p.stderr
+    out = tmp_path / "tr"
+    assert (out / "adapter" / "config.json").is_file() and (out / "adapter" / "judgegap_adapter.json").is_file()
+    s = json.loads((out / "train_summary.json").read_text())
+    m = s["evaluation"]["transfer"]["squad2"]
+    assert m["n_items"] == 4 and set(m) >= {"gen_accuracy", "judge_j_own", "accept_wrong_own"}
+    from judgegap.store import Store
+
+    st = Store.in_dir(out / "eval")
+    evaluated = {g["item_id"] for g in st.records("asymmetry", "generation")}
+    st.close()
+    assert not evaluated & set(json.loads((out / "split.json").read_text())["squad2"]["ids"])
+    html = (out / "report.html").read_text()
+    assert 'id="transfer-table"' in html and "eval/report.html" in html
+    assert "tuned − base" in p.stdout or "tuned" in p.stdout

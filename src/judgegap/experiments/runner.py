@@ -77,10 +77,11 @@ def trained_on(cfg: RunConfig) -> dict[str, Any]:
 
     out: dict[str, Any] = {}
     for m in cfg.models:
-        if m.adapter is not None:
-            meta = read_meta(Path(m.adapter))
+        where = Path(m.adapter) if m.adapter is not None else Path(m.model) if m.model else None
+        if where is not None and where.is_dir():  # an adapter, or a fully fine-tuned model folder
+            meta = read_meta(where)
             if meta.get("train_ids") or meta.get("train_passages"):
-                out[f"{m.name} ({m.adapter})"] = (set(meta.get("train_ids", [])), set(meta.get("train_passages", [])))
+                out[f"{m.name} ({where})"] = (set(meta.get("train_ids", [])), set(meta.get("train_passages", [])))
     return out
 
 

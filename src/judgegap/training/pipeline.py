@@ -64,7 +64,8 @@ def eval_config(cfg: TrainConfig, out: Path, adapter: Path) -> dict[str, Any]:
     """An ordinary run config: base and tuned on the held-out evaluation items."""
     base = json.loads(cfg.model.model_dump_json(exclude_none=True))
     base["name"] = "base"
-    tuned = {**base, "name": "tuned", "adapter": str(adapter)}
+    tuned = ({**base, "name": "tuned", "model": str(adapter), "gguf_file": None} if cfg.full_finetune
+             else {**base, "name": "tuned", "adapter": str(adapter)})  # full fine-tuning writes a whole model
     return {"name": f"{cfg.name}-eval", "output_dir": str(out / "eval"), "seed": cfg.seed,
             "data_dir": str(cfg.data_dir) if cfg.data_dir else None,
             "call_cache": str(cfg.call_cache) if cfg.call_cache else None,
@@ -101,7 +102,8 @@ def run_training(cfg: TrainConfig, resume: bool = False, overwrite: bool = False
         from judgegap.config import parse_config
 
         probe = eval_config(cfg, Path(cfg.output_dir), Path(cfg.output_dir) / "adapter")
-        probe["models"][1].pop("adapter")
+        probe["models"][1].pop("adapter", None)
+        probe["models"][1]["model"] = probe["models"][0]["model"]
         parse_config(probe, "train config (evaluation)")
     check_models_cfg = type("C", (), {"models": [cfg.model]})
     check_models(check_models_cfg)  # type: ignore[arg-type]
