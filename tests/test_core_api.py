@@ -202,3 +202,23 @@ def test_typed_records_are_frozen_and_a_wrong_field_is_refused_at_write(tmp_path
     with pytest.raises(JudgegapError, match="extra_field"):
         st.put_records("asymmetry", "judgment", [("k3", {**j.model_dump(), "extra_field": 1})])
     st.close()
+
+
+def test_every_builtin_experiment_declares_its_summary_and_a_drifted_summary_fails(tmp_path, data_dir):
+    import judgegap as jg
+    from judgegap.errors import JudgegapError
+    from judgegap.experiments import EXPERIMENTS
+    from judgegap.experiments.runner import check_summary
+
+    for name in ("asymmetry", "pairwise", "ge_consistency", "selfscore", "attention"):
+        assert EXPERIMENTS.get(name).Summary is not None, name
+    res = jg.run({"datasets": [{"name": "squad2", "n": 4}], "data_dir": str(data_dir), "bootstrap_resamples": 100,
+                  "models": [{"name": "s", "backend": "scripted", "model": "span"}], "experiments": ["asymmetry"],
+                  "output_dir": str(tmp_path / "o")}, write=False)
+    summ = res.summary["experiments"]["asymmetry"]
+    cls = EXPERIMENTS.get("asymmetry").Summary
+    check_summary("asymmetry", cls, summ)  # fits
+    broken = {**summ, "datasets": {"squad2": {**summ["datasets"]["squad2"], "models": {
+        "s": {k: v for k, v in summ["datasets"]["squad2"]["models"]["s"].items() if k != "n_items"}}}}}
+    with pytest.raises(JudgegapError, match="asymmetry summary does not fit AsymmetrySummary: datasets.squad2.models.s.n_items"):
+        check_summary("asymmetry", cls, broken)

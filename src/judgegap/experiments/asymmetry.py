@@ -19,6 +19,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from judgegap.backends.base import GenRequest
 from judgegap.errors import ConfigError
+from judgegap.experiments import summaries
 from judgegap.experiments.base import (EXPERIMENTS, ExperimentBase, RunContext, all_judges, answer_requests,
                                        check_all_judges,
                                        model_answers, parse_experiment_params, with_progress)
@@ -93,6 +94,7 @@ def p_correct(lp_yes: float, lp_no: float) -> tuple[float, float]:
 @EXPERIMENTS.register(NAME)
 class Asymmetry(ExperimentBase):
     name = NAME
+    Summary = summaries.AsymmetrySummary
     report_section = "judgegap.report.sections:asymmetry"
     Params = AsymmetryParams
     dataset_kinds = ("qa",)

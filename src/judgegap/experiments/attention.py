@@ -30,6 +30,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from judgegap.errors import ConfigError
 from judgegap.experiments.asymmetry import p_correct
 from judgegap.metrics.bootstrap import settings as bootstrap_settings
+from judgegap.experiments import summaries
 from judgegap.experiments.base import (EXPERIMENTS, ExperimentBase, RunContext, model_answers, parse_experiment_params,
                                        with_progress)
 from judgegap.experiments.candidates import clean_answer, display_answer
@@ -62,6 +63,7 @@ def peak_rss_mib() -> float:
 @EXPERIMENTS.register(NAME)
 class Attention(ExperimentBase):
     name = NAME
+    Summary = summaries.AttentionSummary
     report_section = "judgegap.report.sections:attention"
     Params = AttentionParams
     dataset_kinds = ("qa",)

@@ -159,6 +159,7 @@ class ExperimentBase:
     Params: type[BaseModel] = BaseModel
     dataset_kinds: tuple[str, ...] = ("qa",)
     datasets_optional = False
+    Summary: type[BaseModel] | None = None  # the shape of summarize()'s result (judgegap.experiments.summaries)
     report_section: str | None = None  # "module:function" returning a report Section (see judgegap.report.sections)
 
     @staticmethod

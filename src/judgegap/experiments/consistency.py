@@ -21,6 +21,7 @@ from scipy import stats
 from judgegap.metrics.calibration import kendall, spearman
 
 from judgegap.metrics.bootstrap import settings as bootstrap_settings
+from judgegap.experiments import summaries
 from judgegap.experiments.base import EXPERIMENTS, ExperimentBase, RunContext, parse_experiment_params
 from judgegap.store import Store
 
@@ -96,6 +97,7 @@ def ge_consistency(gen: dict[str, np.ndarray], judge: dict[str, np.ndarray], n_r
 @EXPERIMENTS.register(NAME)
 class GEConsistency(ExperimentBase):
     name = NAME
+    Summary = summaries.ConsistencySummary
     report_section = "judgegap.report.sections:ge_consistency"
     Params = ConsistencyParams
     dataset_kinds = ()

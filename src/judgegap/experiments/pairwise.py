@@ -26,6 +26,7 @@ from judgegap.backends.base import ChatPrompt, GenRequest
 from judgegap.data.verdicts import load_verdicts, normalise_verdict
 from judgegap.errors import ConfigError, DataError
 from judgegap.metrics.bootstrap import settings as bootstrap_settings
+from judgegap.experiments import summaries
 from judgegap.experiments.base import (EXPERIMENTS, ExperimentBase, RunContext, all_judges, check_all_judges,
                                        parse_experiment_params, with_progress)
 from judgegap.metrics.agreement import (agreement_report, annotator_report, combine_orders, length_report,
@@ -99,6 +100,7 @@ def averaged_verdict(p_first: list[float], p_swapped: list[float]) -> tuple[str,
 @EXPERIMENTS.register(NAME)
 class Pairwise(ExperimentBase):
     name = NAME
+    Summary = summaries.PairwiseSummary
     report_section = "judgegap.report.sections:pairwise"
     Params = PairwiseParams
     dataset_kinds = ("pairs",)

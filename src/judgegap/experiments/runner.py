@@ -21,12 +21,11 @@ from judgegap.data import DATASETS, stratified_sample
 from judgegap.errors import Interrupted, JudgegapError
 from judgegap.experiments.base import EXPERIMENTS, RunContext
 from judgegap.experiments.progress import make_progress
+from judgegap.experiments.summaries import SUMMARY_SCHEMA_VERSION, RunSummary
 from judgegap.store import Store, jsonout
 from judgegap.store.calls import CallCache
 from judgegap.store.rundir import (RunLock, config_diff, config_hash, foreign_result_files, is_locked,
                                    record_written, remove_written)
-
-SUMMARY_SCHEMA_VERSION = 2
 
 
 def environment() -> dict[str, Any]:
@@ -343,8 +342,26 @@ def summarize_store(store: Store) -> dict[str, Any]:
     if counts:
         summary["datasets"] = {k: v for k, v in counts[-1].items() if k not in ("run_id", "at", "kind")}
     for exp in config.get("experiments", []):
-        summary["experiments"][exp["name"]] = EXPERIMENTS.get(exp["name"])().summarize(store, config, exp["params"])
+        cls = EXPERIMENTS.get(exp["name"])
+        summ = cls().summarize(store, config, exp["params"])
+        check_summary(exp["name"], getattr(cls, "Summary", None), summ)
+        summary["experiments"][exp["name"]] = summ
+    check_summary("run", RunSummary, summary)
     return summary
+
+
+def check_summary(name: str, model: Any, summ: dict[str, Any]) -> None:
+    """An experiment's summary must fit its declared ``Summary`` (a code bug otherwise: say which field)."""
+    if model is None:
+        return
+    from pydantic import ValidationError
+
+    try:
+        model.model_validate(summ)
+    except ValidationError as exc:
+        err = exc.errors()[0]
+        loc = ".".join(str(x) for x in err["loc"])
+        raise JudgegapError(f"internal: the {name} summary does not fit {model.__name__}: {loc}: {err['msg']}") from None
 
 
 def write_outputs(store: Store, out: Path, summary: dict[str, Any]) -> None:

@@ -21,6 +21,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from judgegap.backends.base import GenRequest
 from judgegap.errors import ConfigError
 from judgegap.metrics.bootstrap import settings as bootstrap_settings
+from judgegap.experiments import summaries
 from judgegap.experiments.base import (EXPERIMENTS, ExperimentBase, RunContext, model_answers, parse_experiment_params,
                                        with_progress)
 from judgegap.experiments.candidates import clean_answer, display_answer
@@ -58,6 +59,7 @@ class SelfScoreParams(BaseModel):
 @EXPERIMENTS.register(NAME)
 class SelfScore(ExperimentBase):
     name = NAME
+    Summary = summaries.SelfScoreSummary
     report_section = "judgegap.report.sections:selfscore"
     Params = SelfScoreParams
     dataset_kinds = ("qa",)
