@@ -27,9 +27,9 @@ from judgegap.experiments.candidates import balanced_candidates, clean_answer, d
 from judgegap.metrics.bootstrap import Estimate, bootstrap_indices, mean_ci, paired_diff_ci
 from judgegap.metrics.bootstrap import settings as bootstrap_settings
 from judgegap.metrics.calibration import spearman
-from judgegap.metrics.judging import balanced_accuracy, judge_report
+from judgegap.metrics.judging import auroc, balanced_accuracy, judge_report
 from judgegap.metrics.qa import score_item
-from judgegap.prompts import JUDGE_CHOICES, PROMPTS
+from judgegap.prompts import JUDGE_CHOICES, PROMPTS, masked_judge_template
 from judgegap.store import Store
 from judgegap.store.records import Generation, Judgment
 
@@ -44,6 +44,10 @@ class AsymmetryParams(BaseModel):
     text_verdict: bool = True
     generate_template: str = "qa_generate"
     judge_template: str = "qa_judge"
+    ablations: list[Literal["c_mask", "c_swap"]] = Field(
+        default_factory=list, description="seed 000's probes: c_mask judges each item with its candidate withheld"
+        " (how much the verdict depends on the answer at all); c_swap compares the verdict on the model's own"
+        " correct answer with that on the item's plausible wrong span (the balanced set's, no extra calls)")
     order: Literal["auto", "model", "item"] = Field(
         default="auto", description="call order: 'item' runs each item's answer and its own judgements back to"
         " back (a KV-prefix cache then evaluates the passage once per item); 'model' batches each phase over all"
@@ -118,6 +122,13 @@ class Asymmetry(ExperimentBase):
     def check(p: AsymmetryParams, cfg: Any) -> None:
         if p.judges == "all":
             check_all_judges(cfg, ("score_choices",))
+        if "c_swap" in p.ablations and not p.balanced_candidates:
+            raise ValueError("params.ablations: c_swap reads the balanced set's wrong span; set balanced_candidates:"
+                             " true")
+        if "c_mask" in p.ablations:
+            from judgegap.prompts import masked_judge_template
+
+            masked_judge_template(p.judge_template)
 
     def run(self, ctx: RunContext, params: dict[str, Any]) -> None:
         p = parse_params(params)
@@ -194,6 +205,31 @@ class Asymmetry(ExperimentBase):
                         "template": judge_t.id,
                     })))
                 ctx.store.put_records(NAME, "judgment", recs)
+                if "c_mask" in p.ablations:
+                    self._c_mask(ctx, p, ds_name, jname, items, answers, judge_t, metric, allow_unans)
+
+    @staticmethod
+    def _c_mask(ctx: RunContext, p: AsymmetryParams, ds_name: str, jname: str, items: list[Any],
+                answers: dict[str, dict[str, str]], judge_t: Any, metric: str, allow_unans: bool) -> None:
+        """C-MASK: the judge's verdict with the candidate withheld, one call per item (labelled with
+        the correctness of the judge's own answer, so it pairs with its self-judgement)."""
+        masked_t = masked_judge_template(judge_t.id)
+        own = answers.get(jname)
+        if own is None:
+            return
+        prompts = [judge_prompt(masked_t, it, "", allow_unans) for it in items]
+        be = ctx.backend(jname)
+        lps = with_progress(ctx, f"{ds_name} · {jname} · C-MASK (candidate withheld)", len(prompts), be,
+                            lambda: be.score_choices(prompts, list(JUDGE_CHOICES)))
+        recs = []
+        for it, lp in zip(items, lps):
+            em, f1 = score_item(metric, own[it.id], it)
+            pc, mass = p_correct(lp[0], lp[1])
+            recs.append((f"{ds_name}|{jname}|c_mask|{it.id}", Judgment(
+                dataset=ds_name, item_id=it.id, judge=jname, author="c_mask", role="ablation", candidate="",
+                label=int(f1 >= p.f1_threshold), label_f1=f1, lp_yes=lp[0], lp_no=lp[1], p_correct=pc,
+                verdict_mass=mass, template=masked_t.id)))
+        ctx.store.put_records(NAME, "judgment", recs)
 
     @staticmethod
     def _item_major_prepass(ctx: RunContext, p: AsymmetryParams, ds_name: str, items: list[Any],
@@ -357,6 +393,9 @@ def summarize_records(gens: list[dict[str, Any]], judg: list[dict[str, Any]], p:
                 msum["verdict_balanced_set"] = "on a balanced gold / wrong-span set: " + verdict_text(gap)
                 msum["judge_generation_correlation"] = _correlation(jb, gsub, kw)
                 msum["breakdown"] = _breakdown([mg[x[0]] for x in pairs], jb, gsub, kw)
+            abl = _ablations(m, ids, index, kw)
+            if abl:
+                msum["ablations"] = abl
             dsum["models"][m] = msum
         # judge x author matrix on model-written answers
         judges = sorted({j["judge"] for j in jrecs})
@@ -375,6 +414,41 @@ def summarize_records(gens: list[dict[str, Any]], judg: list[dict[str, Any]], p:
             if sp is not None and jn in dsum["models"]:
                 dsum["models"][jn]["self_preference"] = sp
         out["datasets"][ds] = dsum
+    return out
+
+
+def _ablations(m: str, ids: list[str], index: dict[tuple[str, str, str], dict[str, Any]],
+               kw: dict[str, Any]) -> dict[str, Any]:
+    """C-MASK and C-SWAP verdict shifts for judge ``m`` on its own answers (paired over items)."""
+    out: dict[str, Any] = {}
+    rows = [(index.get((m, m, i)), index.get((m, "c_mask", i))) for i in ids]
+    rows = [(o, k) for o, k in rows if o and k]
+    if rows:
+        po = np.array([o["p_correct"] for o, _ in rows])
+        pm = np.array([k["p_correct"] for _, k in rows])
+        y = np.array([o["label"] for o, _ in rows])
+        out["c_mask"] = {
+            "n": len(rows),
+            "p_correct_own": _est(mean_ci(po, **kw)), "p_correct_masked": _est(mean_ci(pm, **kw)),
+            "shift": _est(paired_diff_ci(po, pm, **kw)),
+            "verdict_changed": _est(mean_ci(((po >= 0.5) != (pm >= 0.5)).astype(float), **kw)),
+            "auroc_masked_vs_own_correct": _est(bootstrap_indices(lambda i: auroc(y[i], pm[i]), len(y), **kw)),
+            "note": "shift = P(correct) with its own answer shown minus with the answer withheld; a verdict that"
+                    " barely moves does not depend on the candidate",
+        }
+    sw = [(index.get((m, m, i)), index.get((m, "wrong_span", i))) for i in ids]
+    sw = [(o, w) for o, w in sw if o and w and o["label"] == 1 and w["label"] == 0]
+    if sw:
+        po = np.array([o["p_correct"] for o, _ in sw])
+        ps = np.array([w["p_correct"] for _, w in sw])
+        out["c_swap"] = {
+            "n": len(sw),
+            "p_correct_own_correct": _est(mean_ci(po, **kw)), "p_correct_swapped_wrong": _est(mean_ci(ps, **kw)),
+            "shift": _est(paired_diff_ci(po, ps, **kw)),
+            "accept_rate_swapped": _est(mean_ci((ps >= 0.5).astype(float), **kw)),
+            "note": "items where its own answer is correct: the same judge prompt with that answer swapped for a"
+                    " wrong span of the passage (length-matched); a judge that reads the answer drops P(correct)",
+        }
     return out
 
 

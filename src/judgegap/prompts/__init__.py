@@ -155,5 +155,24 @@ SELF_SCORE_V2 = register_prompt(PromptTemplate(
                          " only."),
     assistant_prefix="Score:"), default=False)
 
-__all__ = ["QA_GENERATE_V2", "QA_JUDGE_V2", "SELF_SCORE_V2", "JUDGE_CHOICES", "PAIR_CHOICES", "PAIR_JUDGE", "PAIR_TIE_CHOICE", "PROMPTS", "PromptTemplate",
+# -- C-MASK (seed 000's ablation): the judge prompt with the candidate withheld ------------------------
+# How much does a verdict depend on the candidate at all? The same prompt, the answer replaced by a
+# fixed note, so P(" Yes") here is the judge's prior for the item.
+MASKED_CANDIDATE = "(withheld: judge whether an answer to this question is likely to be correct)"
+
+
+def masked_judge_template(judge_template_id: str) -> PromptTemplate:
+    """The C-MASK variant of a judge template (``qa_judge@2`` -> ``qa_judge_masked@2``)."""
+    base = PROMPTS.get(judge_template_id)
+    tid = f"{base.name}_masked@{base.version}"
+    if tid not in PROMPTS:
+        if "{{ candidate }}" not in base.user:
+            raise ValueError(f"template {base.id} has no {{{{ candidate }}}} field to withhold")
+        register_prompt(PromptTemplate(name=f"{base.name}_masked", version=base.version, system=base.system,
+                                       user=base.user.replace("{{ candidate }}", MASKED_CANDIDATE),
+                                       assistant_prefix=base.assistant_prefix), default=False)
+    return PROMPTS.get(tid)
+
+
+__all__ = ["MASKED_CANDIDATE", "masked_judge_template", "QA_GENERATE_V2", "QA_JUDGE_V2", "SELF_SCORE_V2", "JUDGE_CHOICES", "PAIR_CHOICES", "PAIR_JUDGE", "PAIR_TIE_CHOICE", "PROMPTS", "PromptTemplate",
            "QA_GENERATE", "QA_JUDGE", "QA_PAIR_JUDGE", "SELF_SCORE", "register_prompt"]
