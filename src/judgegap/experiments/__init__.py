@@ -7,7 +7,8 @@ for _name, _target in (("asymmetry", "judgegap.experiments.asymmetry:Asymmetry")
                        ("selfscore", "judgegap.experiments.selfscore:SelfScore"),
                        ("attention", "judgegap.experiments.attention:Attention"),
                        ("pairwise", "judgegap.experiments.pairwise:Pairwise"),
-                       ("ge_consistency", "judgegap.experiments.consistency:GEConsistency")):
+                       ("ge_consistency", "judgegap.experiments.consistency:GEConsistency"),
+                       ("self_agreement", "judgegap.experiments.self_agreement:SelfAgreement")):
     EXPERIMENTS.add_lazy(_name, _target)
 
 __all__ = ["EXPERIMENTS", "ExperimentBase", "RunContext"]

@@ -74,6 +74,18 @@ def attention(ctx: SectionContext) -> Section:
                    list(view["written"]))
 
 
+def self_agreement(ctx: SectionContext) -> Section:
+    rows = []
+    for ds, per_judge in ctx.experiment.get("datasets", {}).items():
+        for judge, groups in per_judge.items():
+            for group in ("own", "others"):
+                g = groups.get(group, {})
+                if g.get("n"):
+                    rows.append({"dataset": ds, "judge": judge, "group": group, **g})
+    return Section("self_agreement", _render("self_agreement.html.jinja2", rows=rows,
+                                             definitions=ctx.experiment.get("definitions", {})))
+
+
 def fallback(name: str, cls: Any, experiment: dict[str, Any]) -> Section:
     """A plugin experiment without a section function: its ``report_html`` (it escapes its own
     output) or its summary as escaped JSON."""
