@@ -161,16 +161,29 @@ class ModelConfig(_Strict):
         return read_answers(f, self.answers_format, self.answers_id_field)
 
 
-class ExperimentConfig(_Strict):
+class NamedParams(_Strict):
+    """A registered name plus its params (an experiment, a training method): the name is checked
+    against the registry ``_registry()`` returns; the params by the named unit itself."""
+
     name: str
     params: dict[str, Any] = Field(default_factory=dict)
 
+    @classmethod
+    def _registry(cls) -> Any:
+        raise NotImplementedError
+
     @field_validator("name")
     @classmethod
-    def _known_experiment(cls, v: str) -> str:
+    def _known(cls, v: str) -> str:
+        return cls._registry().validate(v)
+
+
+class ExperimentConfig(NamedParams):
+    @classmethod
+    def _registry(cls) -> Any:
         from judgegap.experiments import EXPERIMENTS
 
-        return EXPERIMENTS.validate(v)
+        return EXPERIMENTS
 
 
 class RunConfig(_Strict):
@@ -260,17 +273,22 @@ def parse_config(data: Any, source: str = "config") -> RunConfig:
         raise ConfigError(format_validation_error(source, exc)) from None
 
 
-def load_config(path: Path | str) -> RunConfig:
-    """Read and validate a YAML config file (raises :class:`ConfigError`)."""
+def read_yaml(path: Path | str) -> tuple[Path, Any]:
+    """A config file's YAML (one line naming the file and line when it is missing or malformed)."""
     p = Path(path)
     if not p.is_file():
         raise ConfigError(f"config file not found: {p}")
     try:
-        data = yaml.safe_load(p.read_text(encoding="utf-8"))
+        return p, yaml.safe_load(p.read_text(encoding="utf-8"))
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f" at line {mark.line + 1}" if mark else ""
         raise ConfigError(f"{p}: not valid YAML{where}: {getattr(exc, 'problem', exc)}") from None
+
+
+def load_config(path: Path | str) -> RunConfig:
+    """Read and validate a YAML config file (raises :class:`ConfigError`)."""
+    p, data = read_yaml(path)
     return parse_config(data, str(p))
 
 

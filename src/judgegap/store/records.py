@@ -23,23 +23,28 @@ class Record(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid", protected_namespaces=())
 
 
-class Generation(Record):
-    """A model's answer to one QA item, scored by the official metric (asymmetry)."""
+class Answer(Record):
+    """What every stored answer carries: the item, the model, its text and the official score."""
 
     dataset: str
     item_id: str
     model: str
-    role: str
     raw_text: str
     prediction: str
     em: float
     f1: float
     correct: int
-    n_tokens: int
     answerable: bool
     question: str
-    context: str
     gold: str
+
+
+class Generation(Answer):
+    """A model's answer to one QA item, scored by the official metric (asymmetry)."""
+
+    role: str
+    n_tokens: int
+    context: str
     question_type: str
     hops: int | None = None
     template: str
@@ -73,20 +78,9 @@ class ScoreDist(Record):
     top5: list[int]
 
 
-class ScoredAnswer(Record):
+class ScoredAnswer(Answer):
     """A model's answer with its own and the external judges' 1-10 score distributions (selfscore)."""
 
-    dataset: str
-    item_id: str
-    model: str
-    prediction: str
-    raw_text: str
-    em: float
-    f1: float
-    correct: int
-    question: str
-    answerable: bool
-    gold: str
     text_reply: str | None = None
     text_score: int | None = None
     template: str

@@ -10,10 +10,9 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Literal
 
-import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-from judgegap.config import DatasetConfig, ModelConfig, format_validation_error
+from judgegap.config import DatasetConfig, ModelConfig, NamedParams, format_validation_error, read_yaml
 from judgegap.errors import ConfigError
 
 
@@ -40,16 +39,12 @@ class Hyper(_Strict):
     weight_decay: float = Field(default=0.0, ge=0.0)
 
 
-class MethodConfig(_Strict):
-    name: str
-    params: dict[str, Any] = Field(default_factory=dict)
-
-    @field_validator("name")
+class MethodConfig(NamedParams):
     @classmethod
-    def _known(cls, v: str) -> str:
+    def _registry(cls) -> Any:
         from judgegap.training.methods import METHODS
 
-        return METHODS.validate(v)
+        return METHODS
 
 
 class EvalConfig(_Strict):
@@ -119,11 +114,5 @@ def parse_train_config(data: Any, source: str = "train config") -> TrainConfig:
 
 
 def load_train_config(path: Path | str) -> TrainConfig:
-    p = Path(path)
-    if not p.is_file():
-        raise ConfigError(f"config file not found: {p}")
-    try:
-        data = yaml.safe_load(p.read_text(encoding="utf-8"))
-    except yaml.YAMLError as exc:
-        raise ConfigError(f"{p}: not valid YAML: {getattr(exc, 'problem', exc)}") from None
+    p, data = read_yaml(path)
     return parse_train_config(data, str(p))
