@@ -46,7 +46,8 @@ def _records(n=40, seed=0, judge_says=None):
             c = int(rng.random() < acc[m])
             gens.append({"dataset": "squad2", "item_id": f"q{i}", "model": m, "correct": c, "em": float(c),
                          "f1": float(c), "raw_text": "<b>x</b>", "question_type": "what" if i % 2 else "who",
-                         "hops": None, "question": "q", "context": "c", "gold": "g"})
+                         "hops": None, "question": "q", "context": "c", "gold": "g", "role": "generate",
+                         "prediction": "x", "n_tokens": 1, "answerable": True, "template": "qa_generate@1"})
     byk = {(g["model"], g["item_id"]): g["correct"] for g in gens}
     for i in range(n):
         for judge in acc:
@@ -55,7 +56,9 @@ def _records(n=40, seed=0, judge_says=None):
                 p = judge_says(judge, author, label, rng) if judge_says else (0.8 if label else 0.2)
                 judg.append({"dataset": "squad2", "item_id": f"q{i}", "judge": judge, "author": author,
                              "label": label, "p_correct": p, "text_reply": " Yes" if author == judge else None,
-                             "text_verdict": 1 if author == judge else None, "candidate": "c"})
+                             "text_verdict": 1 if author == judge else None, "candidate": "c",
+                             "role": "self_judge" if author == judge else "judge", "label_f1": float(label),
+                             "lp_yes": -0.5, "lp_no": -1.0, "verdict_mass": 0.9, "template": "qa_judge@1"})
     return gens, judg
 
 

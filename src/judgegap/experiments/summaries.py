@@ -40,8 +40,8 @@ class JudgeMeasures(_Open):
 class AsymmetryModel(_Open):
     n_items: int
     generation: dict[str, Any]
-    self_judge: JudgeMeasures | dict[str, Any]
-    trust: dict[str, Any]
+    self_judge: JudgeMeasures | dict[str, Any] | None = None
+    trust: dict[str, Any] | None = None
     verdict_own_answers: str | None = None
     verdict_balanced_set: str | None = None
     gap_balanced_set: EstimateModel | None = None
