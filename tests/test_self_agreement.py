@@ -52,14 +52,14 @@ def test_self_agreement_end_to_end_with_a_real_model(tmp_path, data_dir, tiny_mo
     import judgegap as jg
     from judgegap.store import Store
 
-    res = jg.run({"datasets": [{"name": "squad2", "n": 6}], "data_dir": str(data_dir), "bootstrap_resamples": 100,
+    res = jg.run({"datasets": [{"name": "squad2", "n": 3}], "data_dir": str(data_dir), "bootstrap_resamples": 100,
                   "output_dir": str(tmp_path / "o"),
                   "models": [{"name": "tiny", "model": str(tiny_model), "generation": {"max_new_tokens": 4}},
                              {"name": "s", "backend": "scripted", "model": "span"}],
                   "experiments": [{"name": "asymmetry", "params": {"text_verdict": False}},
                                   {"name": "self_agreement", "params": {"judges": ["tiny"]}}]})
     sa = res.summary["experiments"]["self_agreement"]["datasets"]["squad2"]["tiny"]
-    assert sa["own"]["n"] == 6 and sa["others"]["n"] == 6 * 3  # the scripted model's answers + gold + wrong span
+    assert sa["own"]["n"] == 3 and sa["others"]["n"] == 3 * 3  # the scripted model's answers + gold + wrong span
     st = Store.in_dir(tmp_path / "o")
     recs = st.records("self_agreement", "scored_candidate")
     st.close()

@@ -117,7 +117,7 @@ def test_adapter_loads_into_every_experiment_and_training_items_are_held_out(tra
 
 def test_killed_training_resumes_from_its_last_checkpoint(tmp_path, data_dir, tiny_model):
     cfg = _train_cfg(tmp_path, data_dir, tiny_model,
-                     training={"max_steps": 60, "batch_size": 2, "learning_rate": 0.001, "save_steps": 3})
+                     training={"max_steps": 36, "batch_size": 2, "learning_rate": 0.001, "save_steps": 3})
     path = _write(tmp_path, cfg)
     env = {**os.environ, "JUDGEGAP_DATA_DIR": str(data_dir)}
     proc = subprocess.Popen([sys.executable, "-m", "judgegap.cli", "train", str(path), "--no-eval"], env=env,
@@ -136,8 +136,8 @@ def test_killed_training_resumes_from_its_last_checkpoint(tmp_path, data_dir, ti
     p = cli_inproc("train", str(path), "--no-eval", "--resume")
     assert p.returncode == 0, p.stderr
     s = json.loads((tmp_path / "tr" / "train_summary.json").read_text())
-    assert s["training"]["steps"] == 60 and s["training"]["resumed_from"]
-    assert s["training"]["steps_this_process"] < 60
+    assert s["training"]["steps"] == 36 and s["training"]["resumed_from"]
+    assert s["training"]["steps_this_process"] < 36
 
 
 # -- bad input: one line, non-zero, nothing written ------------------------------------------------
