@@ -7,6 +7,8 @@ non-zero instead of showing a traceback.
 
 from __future__ import annotations
 
+from typing import Any
+
 
 class JudgegapError(Exception):
     """An error caused by user input, reported as one clear line."""
@@ -51,3 +53,10 @@ def redact_secrets(text: str) -> str:
         if value and len(value) >= 8 and re.search(r"(API_?KEY|TOKEN|SECRET)", name, re.I) and value in text:
             text = text.replace(value, "***")
     return re.sub(r"(?i)(bearer\s+)[A-Za-z0-9._\-]{8,}", r"\1***", text)
+
+
+def first_error(exc: Any) -> tuple[str, str]:
+    """(dotted field location, message) of a pydantic ValidationError's first error: the one line
+    a config, params, record or summary problem is reported as."""
+    err = exc.errors()[0]
+    return ".".join(str(x) for x in err["loc"]), err["msg"]

@@ -203,6 +203,7 @@ class HFBackend(Backend):
         if self.tok.pad_token_id is None:
             self.tok.pad_token = self.tok.eos_token
         self.tok.padding_side = "left"
+        self.encoder = PromptEncoder(self.tok, self.use_chat)
         self.forward_passes = 0
         self.prefix_tokens_saved = 0
 
@@ -263,10 +264,6 @@ class HFBackend(Backend):
         return fp
 
     # -- prompts ------------------------------------------------------------------
-    @property
-    def encoder(self) -> PromptEncoder:
-        return PromptEncoder(self.tok, self.use_chat)
-
     def render(self, prompt: ChatPrompt) -> str:
         return self.encoder.render(prompt)
 

@@ -151,9 +151,8 @@ def _predictions(path: Path, text: str, id_field: str | None) -> tuple[dict[str,
     return answers, {"tool": "predictions"}
 
 
-def _lm_eval(path: Path, text: str, id_field: str | None) -> tuple[dict[str, str], dict[str, Any], dict[str, int]]:
+def _lm_eval(path: Path, text: str, id_field: str | None) -> tuple[dict[str, str], dict[str, Any]]:
     answers: dict[str, str] = {}
-    problems: dict[str, int] = {}
     for lineno, row in _json_lines(path, text):
         where = f"line {lineno}"
         doc = row.get("doc")
@@ -171,7 +170,7 @@ def _lm_eval(path: Path, text: str, id_field: str | None) -> tuple[dict[str, str
             raise DataError(f"{path}: {where}: filtered_resps is not one generated text ({json.dumps(resp)[:60]});"
                             " only generate_until tasks have answers to judge")
         _add(path, answers, where, _id_text(path, where, idv), resp)
-    return answers, {"tool": "lm-evaluation-harness"}, problems
+    return answers, {"tool": "lm-evaluation-harness"}
 
 
 def _inspect_sample(path: Path, where: str, s: Any, answers: dict[str, str], problems: dict[str, int],
@@ -226,7 +225,8 @@ def _zip_member(z: zipfile.ZipFile, name: str) -> bytes:
     return zstandard.ZstdDecompressor().decompress(raw, max_output_size=max(info.file_size, 1))
 
 
-def _inspect(path: Path, id_field: str | None) -> tuple[dict[str, str], dict[str, Any], dict[str, int]]:
+def _inspect(path: Path, id_field: str | None, text: str | None = None
+             ) -> tuple[dict[str, str], dict[str, Any], dict[str, int]]:
     answers: dict[str, str] = {}
     problems: dict[str, int] = {}
     header: dict[str, Any] = {}
@@ -248,7 +248,7 @@ def _inspect(path: Path, id_field: str | None) -> tuple[dict[str, str], dict[str
             raise DataError(f"{path}: a damaged inspect_ai .eval log: {exc}") from None
     else:
         try:
-            doc = json.loads(_text(path))
+            doc = json.loads(text if text is not None else _text(path))
         except json.JSONDecodeError as exc:
             raise DataError(f"{path}: not valid JSON at line {exc.lineno}: {exc.msg}") from None
         if not isinstance(doc, dict) or not isinstance(doc.get("samples"), list):
@@ -262,11 +262,11 @@ def _inspect(path: Path, id_field: str | None) -> tuple[dict[str, str], dict[str
     return answers, source, problems
 
 
-def detect_format(path: Path) -> str:
+def detect_format(path: Path, text: str | None = None) -> str:
     """The file's format from its content (lm-eval and inspect files have distinctive keys)."""
     if zipfile.is_zipfile(path):
         return "inspect"
-    text = _text(path)
+    text = _text(path) if text is None else text
     head = text.lstrip()
     if head.startswith("{"):
         first = head.split("\n", 1)[0]
@@ -301,14 +301,15 @@ def read_answers(path: Path | str, fmt: str = "auto", id_field: str | None = Non
     key = (str(p.resolve()), fmt, id_field, st.st_size, st.st_mtime_ns)
     if key in _CACHE:
         return _CACHE[key]
-    kind = detect_format(p) if fmt == "auto" else fmt
+    text = None if zipfile.is_zipfile(p) else _text(p)  # read once: detection and parsing share it
+    kind = detect_format(p, text) if fmt == "auto" else fmt
     problems: dict[str, int] = {}
     if kind == "inspect":
-        answers, source, problems = _inspect(p, id_field)
+        answers, source, problems = _inspect(p, id_field, text)
     elif kind == "lm_eval":
-        answers, source, problems = _lm_eval(p, _text(p), id_field)
+        answers, source = _lm_eval(p, text if text is not None else _text(p), id_field)
     else:
-        answers, source = _predictions(p, _text(p), id_field)
+        answers, source = _predictions(p, text if text is not None else _text(p), id_field)
     if not answers:
         raise DataError(f"{p}: no answers in the file")
     result = AnswerSet(p, kind, answers, _sha256(p), source, problems)

@@ -126,8 +126,6 @@ class Asymmetry(ExperimentBase):
             raise ValueError("params.ablations: c_swap reads the balanced set's wrong span; set balanced_candidates:"
                              " true")
         if "c_mask" in p.ablations:
-            from judgegap.prompts import masked_judge_template
-
             masked_judge_template(p.judge_template)
 
     def run(self, ctx: RunContext, params: dict[str, Any]) -> None:

@@ -13,7 +13,7 @@ from rich.console import Console
 from judgegap.backends import CachedBackend
 from judgegap.config import RunConfig
 from judgegap.data.types import QAItem
-from judgegap.errors import ConfigError
+from judgegap.errors import ConfigError, first_error
 from judgegap.registry import Registry
 from judgegap.store import Store
 
@@ -110,9 +110,8 @@ def parse_experiment_params(model: type[P], name: str, params: dict[str, Any]) -
     try:
         return model.model_validate(params)
     except ValidationError as exc:
-        err = exc.errors()[0]
-        loc = ".".join(str(x) for x in err["loc"])
-        raise ConfigError(f"experiments.{name}.params.{loc}: {err['msg']}") from None
+        loc, msg = first_error(exc)
+        raise ConfigError(f"experiments.{name}.params.{loc}: {msg}") from None
 
 
 def with_progress(ctx: RunContext, label: str, total: int, be: CachedBackend, fn: Callable[[], Any]) -> Any:
@@ -214,13 +213,13 @@ def validate_experiments(cfg: Any) -> None:
         try:
             p = cls.Params.model_validate(exp.params)
         except ValidationError as exc:
-            err = exc.errors()[0]
-            loc = ".".join(str(x) for x in err["loc"])
-            raise ValueError(f"{where}.params.{loc}: {err['msg']}") from None
+            loc, msg = first_error(exc)
+            raise ValueError(f"{where}.params.{loc}: {msg}") from None
         if cls.dataset_kinds and not kinds & set(cls.dataset_kinds) and not cls.datasets_not_needed(p):
             raise ValueError(f"{where} needs a dataset of kind {' or '.join(cls.dataset_kinds)}; none is configured")
         used: set[str] = set()
-        for field_name, names in cls.models_used(p, model_names).items():
+        roles = cls.models_used(p, model_names)
+        for field_name, names in roles.items():
             bad = [n for n in names if n not in by_name]
             if bad:
                 raise ValueError(f"{where}.params.{field_name}: unknown model(s) {', '.join(bad)}"
@@ -236,7 +235,7 @@ def validate_experiments(cfg: Any) -> None:
             m = by_name[name]
             caps = model_caps(m)
             wanted = needs if role_needs is None else tuple(dict.fromkeys(
-                c for f, names in cls.models_used(p, model_names).items() if name in names
+                c for f, names in roles.items() if name in names
                 for c in role_needs.get(f, needs)))
             missing = [c for c in wanted if not getattr(caps, c)]
             if missing:

@@ -18,7 +18,7 @@ from judgegap import __version__
 from judgegap.backends import CachedBackend, make_backend
 from judgegap.config import DatasetConfig, RunConfig
 from judgegap.data import DATASETS, stratified_sample
-from judgegap.errors import Interrupted, JudgegapError
+from judgegap.errors import Interrupted, JudgegapError, first_error
 from judgegap.experiments.base import EXPERIMENTS, RunContext
 from judgegap.experiments.progress import make_progress
 from judgegap.experiments.summaries import SUMMARY_SCHEMA_VERSION, RunSummary
@@ -46,28 +46,36 @@ def environment() -> dict[str, Any]:
             "packages": versions, "git_commit": commit}
 
 
-def load_items(cfg: RunConfig, ds: DatasetConfig) -> tuple[list[Any], list[Any]]:
+def load_items(cfg: RunConfig, ds: DatasetConfig, trained: dict[str, Any] | None = None) -> tuple[list[Any], list[Any]]:
     """(sampled items, full filtered pool) for one configured dataset."""
     spec = DATASETS.get(ds.name)
-    pool = spec.load(data_dir=cfg.dataset_data_dir(ds), data_file=ds.data_file)
-    if spec.kind != "qa" and (ds.answerable is not None or ds.question_types):
-        raise JudgegapError(f"dataset {ds.name}: answerable / question_types apply to QA datasets only")
-    if ds.answerable is not None:
-        pool = [it for it in pool if it.answerable == ds.answerable]
-    if ds.question_types:
-        pool = [it for it in pool if str(it.metadata.get("question_type", "")) in set(ds.question_types)]
+    pool = filtered_pool(ds, cfg.dataset_data_dir(ds))
     if not pool:
         raise JudgegapError(f"dataset {ds.name}: no items left after filters")
     eligible = restrict_to_answers(cfg, ds.name, pool)
-    trained = trained_on(cfg)
+    trained = trained_on(cfg) if trained is None else trained
     if trained and spec.kind == "qa" and ds.exclude_trained:
-        eligible = [it for it in eligible if not _overlaps(it, trained)]
+        eligible = [it for it in eligible if not any(_trained_on_item(it, *t) for t in trained.values())]
         if not eligible:
             raise JudgegapError(f"dataset {ds.name}: every item was used to train an adapter of this config")
     items = stratified_sample(eligible, ds.n, ds.seed, key=(lambda it: it.stratum) if ds.stratify else None)
     if trained and spec.kind == "qa":
         check_held_out(ds.name, items, trained)
     return items, pool
+
+
+def filtered_pool(ds: DatasetConfig, data_dir: Path | None) -> list[Any]:
+    """Every item of a configured dataset that passes its answerable / question_types filters
+    (before any sampling; run and training configs share it)."""
+    spec = DATASETS.get(ds.name)
+    pool = spec.load(data_dir=data_dir, data_file=ds.data_file)
+    if spec.kind != "qa" and (ds.answerable is not None or ds.question_types):
+        raise JudgegapError(f"dataset {ds.name}: answerable / question_types apply to QA datasets only")
+    if ds.answerable is not None:
+        pool = [it for it in pool if it.answerable == ds.answerable]
+    if ds.question_types:
+        pool = [it for it in pool if str(it.metadata.get("question_type", "")) in set(ds.question_types)]
+    return pool
 
 
 def trained_on(cfg: RunConfig) -> dict[str, Any]:
@@ -84,19 +92,17 @@ def trained_on(cfg: RunConfig) -> dict[str, Any]:
     return out
 
 
-def _overlaps(item: Any, trained: dict[str, Any]) -> bool:
+def _trained_on_item(item: Any, ids: set[str], passages: set[str]) -> bool:
+    """Was ``item`` (by id) or its passage (by hash) in an adapter's training set?"""
     from judgegap.training.adapters import passage_hash
 
-    ph = passage_hash(item.context)
-    return any(item.id in ids or ph in passages for ids, passages in trained.values())
+    return item.id in ids or passage_hash(item.context) in passages
 
 
 def check_held_out(dataset: str, items: list[Any], trained: dict[str, Any]) -> None:
     """No evaluation item may have been trained on (by id or by passage): an error, never a warning."""
-    from judgegap.training.adapters import passage_hash
-
     for who, (ids, passages) in trained.items():
-        bad = [it for it in items if it.id in ids or passage_hash(it.context) in passages]
+        bad = [it for it in items if _trained_on_item(it, ids, passages)]
         if bad:
             raise JudgegapError(f"dataset {dataset}: {len(bad)} of {len(items)} items (e.g. {bad[0].id!r}) were used"
                                 f" to train the adapter of {who}; evaluation items must be held out (set"
@@ -186,8 +192,9 @@ def load_all(cfg: RunConfig) -> tuple[dict[str, list[Any]], dict[str, list[Any]]
     datasets: dict[str, list[Any]] = {}
     pools: dict[str, list[Any]] = {}
     metrics: dict[str, str] = {}
+    trained = trained_on(cfg)
     for ds in cfg.datasets:
-        datasets[ds.name], pools[ds.name] = load_items(cfg, ds)
+        datasets[ds.name], pools[ds.name] = load_items(cfg, ds, trained)
         metrics[ds.name] = DATASETS.get(ds.name).metric
     return datasets, pools, metrics
 
@@ -297,20 +304,24 @@ def check_overrides(cfg: RunConfig, overrides: dict[str, Any]) -> None:
 
 def check_models(cfg: RunConfig, skip: set[str] | None = None) -> None:
     """Resolve every built-in model name / local path before the store is created."""
+    for i, m in enumerate(cfg.models):
+        if m.name not in (skip or set()):
+            check_model(m, f"models[{i}] ({m.name})")
+
+
+def check_model(m: Any, where: str) -> None:
+    """One model entry's weights (and adapter base) resolved, or one line naming ``where``."""
     from judgegap.backends.models import resolve_model_ref
 
-    for i, m in enumerate(cfg.models):
-        if m.name in (skip or set()):
-            continue
-        if m.backend in ("hf", "llamacpp"):
-            try:
-                _, fp = resolve_model_ref(m.model, m.gguf_file)
-                if m.adapter is not None:
-                    from judgegap.training.adapters import check_base
+    if m.backend in ("hf", "llamacpp"):
+        try:
+            _, fp = resolve_model_ref(m.model, m.gguf_file)
+            if m.adapter is not None:
+                from judgegap.training.adapters import check_base
 
-                    check_base(Path(m.adapter), fp, m.model)
-            except JudgegapError as exc:
-                raise JudgegapError(f"models[{i}] ({m.name}): {exc}") from None
+                check_base(Path(m.adapter), fp, m.model)
+        except JudgegapError as exc:
+            raise JudgegapError(f"{where}: {exc}") from None
 
 
 def run_status(store: Store, out: Path) -> dict[str, Any]:
@@ -359,9 +370,8 @@ def check_summary(name: str, model: Any, summ: dict[str, Any]) -> None:
     try:
         model.model_validate(summ)
     except ValidationError as exc:
-        err = exc.errors()[0]
-        loc = ".".join(str(x) for x in err["loc"])
-        raise JudgegapError(f"internal: the {name} summary does not fit {model.__name__}: {loc}: {err['msg']}") from None
+        loc, msg = first_error(exc)
+        raise JudgegapError(f"internal: the {name} summary does not fit {model.__name__}: {loc}: {msg}") from None
 
 
 def write_outputs(store: Store, out: Path, summary: dict[str, Any]) -> None:

@@ -16,7 +16,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, ValidationError
 
-from judgegap.errors import JudgegapError
+from judgegap.errors import JudgegapError, first_error
 
 
 class Record(BaseModel):
@@ -164,7 +164,5 @@ def checked_record(experiment: str, kind: str, rec: Any) -> dict[str, Any]:
     try:
         return model.model_validate(rec).model_dump(exclude_unset=True)
     except ValidationError as exc:
-        err = exc.errors()[0]
-        loc = ".".join(str(x) for x in err["loc"])
-        raise JudgegapError(f"internal: a {experiment}/{kind} record does not fit {model.__name__}: {loc}:"
-                            f" {err['msg']}") from None
+        loc, msg = first_error(exc)
+        raise JudgegapError(f"internal: a {experiment}/{kind} record does not fit {model.__name__}: {loc}: {msg}") from None

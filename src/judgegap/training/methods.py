@@ -19,7 +19,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from judgegap.backends.base import ChatPrompt
-from judgegap.errors import ConfigError
+from judgegap.errors import ConfigError, first_error
 from judgegap.registry import Registry
 
 METHODS: Registry[type] = Registry("training method")
@@ -64,9 +64,8 @@ class TrainingMethod:
         try:
             return cls.Params.model_validate(params)
         except ValidationError as exc:
-            err = exc.errors()[0]
-            loc = ".".join(str(x) for x in err["loc"])
-            raise ValueError(f"method.params.{loc}: {err['msg']}") from None
+            loc, msg = first_error(exc)
+            raise ValueError(f"method.params.{loc}: {msg}") from None
 
     def build_examples(self, ctx: TrainContext, params: Any) -> list[Example]:
         raise NotImplementedError
@@ -100,7 +99,8 @@ class JudgeSFT(TrainingMethod):
     Params = JudgeSFTParams
 
     def build_examples(self, ctx: TrainContext, p: JudgeSFTParams) -> list[Example]:
-        from judgegap.experiments.base import answer_requests
+        from judgegap.experiments.asymmetry import judge_prompt
+        from judgegap.experiments.base import answer_requests, with_progress
         from judgegap.experiments.candidates import balanced_candidates, clean_answer, display_answer
         from judgegap.metrics.qa import score_item
         from judgegap.prompts import JUDGE_CHOICES, PROMPTS
@@ -113,27 +113,22 @@ class JudgeSFT(TrainingMethod):
         for ds, items in ctx.items.items():
             metric = ctx.metrics[ds]
             unans = any(not it.answerable for it in ctx.pools[ds])
+
+            def judged(it: Any, text: str, source: str) -> Example:
+                """The judge prompt on one candidate, its target the official metric's verdict."""
+                pred = clean_answer(text)
+                label = int(score_item(metric, pred, it)[1] >= p.f1_threshold)
+                return Example(judge_prompt(judge_t, it, display_answer(pred), unans), yes if label else no,
+                               source, it.id, ds, label, {"candidate": pred})
+
             if p.own_answers > 0:
                 reqs = answer_requests(ctx.model_cfg, gen_t, items, unans)
-                comps = with_progress(ctx, f"{ds} · own answers to label", len(reqs),
+                comps = with_progress(ctx, f"{ds} · own answers to label", len(reqs), ctx.backend,
                                       lambda: ctx.backend.generate(reqs))
-                for it, c in zip(items, comps):
-                    pred = clean_answer(c.text)
-                    _, f1 = score_item(metric, pred, it)
-                    label = int(f1 >= p.f1_threshold)
-                    prompt = judge_t.render(context=it.context, question=it.question, candidate=display_answer(pred),
-                                            allow_unanswerable=unans)
-                    own.append(Example(prompt, yes if label else no, "own", it.id, ds, label, {"candidate": pred}))
+                own += [judged(it, c.text, "own") for it, c in zip(items, comps)]
             if p.balanced > 0:
                 cands = balanced_candidates(items, metric, p.f1_threshold, ctx.seed, pool=ctx.pools[ds])
-                for it in items:
-                    for kind, text in cands.get(it.id, []):
-                        pred = clean_answer(text)
-                        _, f1 = score_item(metric, pred, it)
-                        label = int(f1 >= p.f1_threshold)
-                        prompt = judge_t.render(context=it.context, question=it.question,
-                                                candidate=display_answer(pred), allow_unanswerable=unans)
-                        bal.append(Example(prompt, yes if label else no, kind, it.id, ds, label, {"candidate": pred}))
+                bal += [judged(it, text, kind) for it in items for kind, text in cands.get(it.id, [])]
         rows = _share(own, p.own_answers, rng) + _share(bal, p.balanced, rng)
         if p.class_balance and rows:
             by = {0: [r for r in rows if r.label == 0], 1: [r for r in rows if r.label == 1]}
@@ -171,19 +166,6 @@ class GenSFT(TrainingMethod):
                 rows.append(Example(prompt, " " + gold + "\n", "gold_answer", it.id, ds, None))
         random.Random(ctx.seed).shuffle(rows)
         return rows
-
-
-def with_progress(ctx: TrainContext, label: str, total: int, fn: Any) -> Any:
-    """Run ``fn`` (calls on ctx.backend) under a progress line with ETA."""
-    if ctx.progress is None:
-        return fn()
-    task = ctx.progress.add_task(label, total=total)
-    ctx.backend.progress = lambda k: ctx.progress.advance(task, k)
-    try:
-        return fn()
-    finally:
-        ctx.backend.progress = None
-        ctx.progress.update(task, completed=total)
 
 
 def describe(rows: list[Example]) -> dict[str, Any]:

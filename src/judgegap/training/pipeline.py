@@ -23,6 +23,7 @@ from rich.console import Console
 from rich.markup import escape
 
 from judgegap.data import DATASETS, stratified_sample
+from judgegap.experiments.runner import filtered_pool
 from judgegap.errors import JudgegapError
 from judgegap.report.training_view import build_training_report
 from judgegap.store.rundir import RunLock
@@ -39,11 +40,7 @@ def training_items(cfg: TrainConfig) -> tuple[dict[str, list[Any]], dict[str, li
     items, pools, metrics = {}, {}, {}
     for i, ds in enumerate(cfg.train):
         spec = DATASETS.get(ds.name)
-        pool = spec.load(data_dir=cfg.dataset_data_dir(ds), data_file=ds.data_file)
-        if ds.answerable is not None:
-            pool = [it for it in pool if it.answerable == ds.answerable]
-        if ds.question_types:
-            pool = [it for it in pool if str(it.metadata.get("question_type", "")) in set(ds.question_types)]
+        pool = filtered_pool(ds, cfg.dataset_data_dir(ds))
         if ds.n is not None and ds.n > len(pool):
             raise JudgegapError(f"train[{i}] ({ds.name}): n={ds.n} training items requested, only {len(pool)}"
                                 " available after filters")
@@ -60,11 +57,13 @@ def split_record(items: dict[str, list[Any]]) -> dict[str, Any]:
             for ds, its in items.items()}
 
 
-def eval_config(cfg: TrainConfig, out: Path, adapter: Path) -> dict[str, Any]:
-    """An ordinary run config: base and tuned on the held-out evaluation items."""
+def eval_config(cfg: TrainConfig, out: Path, adapter: Path | None) -> dict[str, Any]:
+    """An ordinary run config: base and tuned on the held-out evaluation items (``adapter`` None:
+    the tuned entry is the base itself, to validate the config before anything is trained)."""
     base = json.loads(cfg.model.model_dump_json(exclude_none=True))
     base["name"] = "base"
-    tuned = ({**base, "name": "tuned", "model": str(adapter), "gguf_file": None} if cfg.full_finetune
+    tuned = ({**base, "name": "tuned"} if adapter is None else
+             {**base, "name": "tuned", "model": str(adapter), "gguf_file": None} if cfg.full_finetune
              else {**base, "name": "tuned", "adapter": str(adapter)})  # full fine-tuning writes a whole model
     return {"name": f"{cfg.name}-eval", "output_dir": str(out / "eval"), "seed": cfg.seed,
             "data_dir": str(cfg.data_dir) if cfg.data_dir else None,
@@ -91,7 +90,7 @@ def run_training(cfg: TrainConfig, resume: bool = False, overwrite: bool = False
                  console: Console | None = None) -> dict[str, Any]:
     from judgegap.backends import CachedBackend, make_backend
     from judgegap.experiments.progress import make_progress
-    from judgegap.experiments.runner import check_models, environment
+    from judgegap.experiments.runner import check_model, environment
     from judgegap.store.calls import CallCache
 
     console = console or Console(stderr=True)
@@ -101,12 +100,8 @@ def run_training(cfg: TrainConfig, resume: bool = False, overwrite: bool = False
     if evaluate and cfg.evaluate.enabled and cfg.eval:  # the evaluation config too, before any training
         from judgegap.config import parse_config
 
-        probe = eval_config(cfg, Path(cfg.output_dir), Path(cfg.output_dir) / "adapter")
-        probe["models"][1].pop("adapter", None)
-        probe["models"][1]["model"] = probe["models"][0]["model"]
-        parse_config(probe, "train config (evaluation)")
-    check_models_cfg = type("C", (), {"models": [cfg.model]})
-    check_models(check_models_cfg)  # type: ignore[arg-type]
+        parse_config(eval_config(cfg, Path(cfg.output_dir), None), "train config (evaluation)")
+    check_model(cfg.model, "model")
     out = Path(cfg.output_dir)
     method = METHODS.get(cfg.method.name)()
     params = method.parse_params(cfg.method.params)
@@ -141,7 +136,7 @@ def run_training(cfg: TrainConfig, resume: bool = False, overwrite: bool = False
             log = train_sft(raw, rows, cfg, out, resume, progress=progress, full=cfg.full_finetune)
         calls.close()
         meta = {"base_model": cfg.model.model, "base_weights": raw.source_fp, "method": cfg.method.name,
-                "params": json.loads(json.dumps(params.model_dump())), "seed": cfg.seed,
+                "params": params.model_dump(mode="json"), "seed": cfg.seed,
                 "lora": None if cfg.full_finetune else cfg.lora.model_dump(),
                 "train_ids": sorted({i for s in split.values() for i in s["ids"]}),
                 "train_passages": sorted({h for s in split.values() for h in s["passages"]}),

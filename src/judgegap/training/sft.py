@@ -10,7 +10,6 @@ checkpoints, ``resume_from_checkpoint`` and seeding are its own.
 
 from __future__ import annotations
 
-import json
 import math
 import resource
 import time
@@ -148,6 +147,9 @@ def train_sft(be: Any, rows: list[dict[str, list[int]]], cfg: Any, out: Path, re
 
 
 def write_json(path: Path, obj: Any) -> None:
+    """Standard JSON (undefined numbers as null, like summary.json), written atomically."""
+    from judgegap.store import jsonout
+
     tmp = path.with_suffix(path.suffix + ".tmp")
-    tmp.write_text(json.dumps(obj, indent=1, sort_keys=True, default=str))
+    tmp.write_text(jsonout.dumps(obj, indent=1, sort_keys=True))
     tmp.replace(path)

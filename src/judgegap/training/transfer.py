@@ -20,16 +20,14 @@ import numpy as np
 
 from judgegap.metrics.bootstrap import Estimate, bootstrap_indices
 from judgegap.metrics.bootstrap import settings as bootstrap_settings
-from judgegap.metrics.judging import auroc
+from judgegap.metrics.judging import auroc, balanced_accuracy
 
 MEASURES = ("gen_accuracy", "judge_j_own", "judge_j_balanced", "auroc_own", "accept_wrong_own")
 
 
 def _j(y: np.ndarray, v: np.ndarray) -> float:
-    pos = y == 1
-    if pos.all() or not pos.any():
-        return float("nan")
-    return float(np.mean(v[pos] == 1) + np.mean(v[~pos] == 0) - 1)
+    """Youden's J = TPR + TNR - 1 (NaN with one class), as asymmetry reports it."""
+    return 2 * balanced_accuracy(y, v) - 1
 
 
 def _accept_wrong(y: np.ndarray, v: np.ndarray) -> float:
