@@ -10,7 +10,10 @@ model.
 
 - ``span`` — answers with a few words of the passage chosen by a hash of the prompt;
 - ``abstain`` — always answers "unanswerable";
-- ``constant`` — always answers ``script.answer``;
+- ``constant`` — always answers ``script.answer`` (an author that never changes its mind);
+- ``copy`` — answers with the rest of the line after the first ``script.marker`` in the prompt
+  (an agent that always adopts another's answer; default marker "Answer from another agent:"),
+  and like ``span`` where the prompt has no marker;
 - ``p_yes`` (script) — the probability the judge gives the first choice (" Yes", " A", ...);
   a number, or ``"hash"`` (default) for a prompt-dependent value in (0, 1);
 - ``latency_s`` (script) — seconds to sleep per call (for interruption tests).
@@ -27,7 +30,7 @@ from typing import Any
 from judgegap.backends.base import BACKENDS, Backend, Capabilities, ChatPrompt, Completion, GenRequest
 from judgegap.errors import BackendError
 
-BEHAVIOURS = ("span", "abstain", "constant")
+BEHAVIOURS = ("span", "abstain", "constant", "copy")
 
 
 def _h(*parts: str) -> int:
@@ -49,10 +52,10 @@ class ScriptedBackend(Backend):
             raise BackendError(f"scripted model {model!r} unknown (behaviours: {', '.join(BEHAVIOURS)})")
         self.behaviour = model
         self.script = dict(script or {})
-        unknown = set(self.script) - {"answer", "p_yes", "latency_s", "seed"}
+        unknown = set(self.script) - {"answer", "p_yes", "latency_s", "seed", "marker"}
         if unknown:
             raise BackendError(f"scripted: unknown script key(s) {', '.join(sorted(unknown))}"
-                               " (answer, p_yes, latency_s, seed)")
+                               " (answer, p_yes, latency_s, seed, marker)")
         if model == "constant" and not isinstance(self.script.get("answer"), str):
             raise BackendError("scripted model 'constant' needs script.answer (a string)")
         p_yes = self.script.get("p_yes", "hash")
@@ -80,6 +83,11 @@ class ScriptedBackend(Backend):
             return "unanswerable"
         if self.behaviour == "constant":
             return str(self.script["answer"])
+        if self.behaviour == "copy":
+            text = "\n".join(c for _, c in prompt.messages)
+            marker = str(self.script.get("marker", "Answer from another agent:"))
+            if marker in text:
+                return text.split(marker, 1)[1].split("\n", 1)[0].strip()
         words = re.findall(r"[A-Za-z0-9][\w'-]*", self._text(prompt))
         if not words:
             return "unanswerable"

@@ -8,7 +8,8 @@ for _name, _target in (("asymmetry", "judgegap.experiments.asymmetry:Asymmetry")
                        ("attention", "judgegap.experiments.attention:Attention"),
                        ("pairwise", "judgegap.experiments.pairwise:Pairwise"),
                        ("ge_consistency", "judgegap.experiments.consistency:GEConsistency"),
-                       ("self_agreement", "judgegap.experiments.self_agreement:SelfAgreement")):
+                       ("self_agreement", "judgegap.experiments.self_agreement:SelfAgreement"),
+                       ("critique", "judgegap.experiments.critique:Critique")):
     EXPERIMENTS.add_lazy(_name, _target)
 
 __all__ = ["EXPERIMENTS", "ExperimentBase", "RunContext"]

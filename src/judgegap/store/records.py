@@ -140,12 +140,38 @@ class SelfPair(Record):
     template: str
 
 
+class CritiqueTurn(Record):
+    """One agent's answer to one item at one round of a critique protocol (or a debate's vote)."""
+
+    dataset: str
+    item_id: str
+    protocol: str
+    group: str
+    agent: str  # the model, "model#k" for a sampled copy, or "vote:majority" / "vote:confidence"
+    model: str  # "" for a vote
+    round: int
+    raw_text: str
+    prediction: str
+    em: float
+    f1: float
+    correct: int
+    changed: int  # the answer differs from the agent's previous round (normalised text)
+    confidence: float | None  # the agent's P(" Yes") on its current answer; None when not read
+    critic: str | None  # who reviewed the previous answer before this one (None: no review)
+    critique: str | None
+    gen_tokens: int  # tokens generated for this turn (the review included)
+    prompt_tokens: int
+    template: str
+
+
 RECORD_TYPES: dict[tuple[str, str], type[Record]] = {
     ("asymmetry", "generation"): Generation,
     ("asymmetry", "judgment"): Judgment,
     ("selfscore", "scored_answer"): ScoredAnswer,
     ("pairwise", "pair"): PairVerdict,
     ("pairwise", "self_pair"): SelfPair,
+    ("critique", "turn"): CritiqueTurn,
+    ("critique", "vote"): CritiqueTurn,
 }
 
 
