@@ -164,3 +164,29 @@ def test_kill_9_mid_round_then_resume_repeats_no_call(tmp_path, data_dir):
     summ = json.loads((tmp_path / "out" / "summary.json").read_text())["experiments"]["critique"]
     tracks = summ["datasets"]["squad2"]["protocols"]
     assert all(t["complete"] and t["n_items"] == 12 for g in tracks.values() for ts in g.values() for t in ts.values())
+
+
+def test_item_major_order_makes_exactly_the_batched_requests(tmp_path, data_dir):
+    """order: item (what llamacpp gets by default) runs each item's calls back to back before the batched
+    pass. It must make exactly the requests the batched order makes -- same cache keys, same records --
+    so the batched pass finds everything in the cache."""
+    import judgegap as jg
+    from judgegap.store import Store
+
+    def run(order):
+        cache = tmp_path / f"cache-{order}.sqlite"
+        cfg = _cfg(tmp_path / order, data_dir, {"protocols": ["self-revise", "cross-critique", "debate"],
+                                               "rounds": 2, "order": order}, n=6, call_cache=str(cache))
+        res = jg.run(cfg)
+        st = Store.in_dir(res.output_dir)
+        recs = sorted((r["protocol"], r["agent"], r["round"], r["item_id"], r["prediction"], r["confidence"],
+                       r["critique"]) for r in st.records("critique", "turn"))
+        st.close()
+        with sqlite3.connect(cache) as c:
+            keys = {k for (k,) in c.execute("SELECT key FROM calls")}
+        return recs, keys
+
+    item_recs, item_keys = run("item")
+    model_recs, model_keys = run("model")
+    assert item_recs == model_recs and len(item_recs) == 6 * 3 * (2 + 2 + 2)  # items x rounds 0-2 x tracks
+    assert item_keys == model_keys

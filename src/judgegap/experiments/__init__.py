@@ -9,7 +9,8 @@ for _name, _target in (("asymmetry", "judgegap.experiments.asymmetry:Asymmetry")
                        ("pairwise", "judgegap.experiments.pairwise:Pairwise"),
                        ("ge_consistency", "judgegap.experiments.consistency:GEConsistency"),
                        ("self_agreement", "judgegap.experiments.self_agreement:SelfAgreement"),
-                       ("critique", "judgegap.experiments.critique:Critique")):
+                       ("critique", "judgegap.experiments.critique:Critique"),
+                       ("alternatives", "judgegap.experiments.alternatives:Alternatives")):
     EXPERIMENTS.add_lazy(_name, _target)
 
 __all__ = ["EXPERIMENTS", "ExperimentBase", "RunContext"]

@@ -62,6 +62,10 @@ class CritiqueParams(BaseModel):
     debate_template: str = "qa_debate"
     f1_threshold: float = Field(default=0.5, gt=0.0, le=1.0)
     max_items: int | None = Field(default=None, ge=1)
+    order: Literal["auto", "model", "item"] = Field(
+        default="auto", description="call order: 'item' makes each item's review, revision and confidence calls"
+        " back to back (the passage's KV prefix is reused); 'model' batches each phase; 'auto' = item where every"
+        " backend of the group keeps a prefix cache (llamacpp)")
 
     @field_validator("protocols")
     @classmethod
@@ -144,7 +148,13 @@ class Critique(ExperimentBase):
 
 
 class _Rounds:
-    """One protocol on one group of agents over one dataset's items: round 0, then R rounds."""
+    """One protocol on one group of agents over one dataset's items: round 0, then R rounds.
+
+    Each round's requests are built per item (``ks``: item indices), so the same requests can be
+    made item by item or batched. With backends that keep the last prompt's KV state (llamacpp),
+    a prepass makes each item's calls back to back -- its review, revision and confidence prompts
+    share the passage prefix, so the passage is evaluated once per model per item and round instead
+    of once per prompt -- and the batched main pass then finds every call in the cache."""
 
     def __init__(self, ctx: RunContext, p: CritiqueParams, ds: str, items: list[Any], proto: str, g: Group):
         self.ctx, self.p, self.ds, self.items, self.proto, self.g = ctx, p, ds, items, proto, g
@@ -154,13 +164,17 @@ class _Rounds:
         self.models = {m.name: m for m in ctx.config.models}
         self.t = {k: PROMPTS.get(getattr(p, f"{k}_template")) for k in ("generate", "judge", "critique",
                                                                             "revise", "debate")}
+        self.quiet = False  # inside the item-major prepass: no per-phase progress bars
 
     def _label(self, agent: Agent, what: str, r: int) -> str:
         return f"{self.ds} · {self.proto} · {agent.name} · round {r} · {what}"
 
-    def _gen(self, model: str, reqs: list[GenRequest], label: str) -> list[Completion]:
+    def _calls(self, model: str, label: str, n: int, fn: Any) -> Any:
         be = self.ctx.backend(model)
-        return with_progress(self.ctx, label, len(reqs), be, lambda: be.generate(reqs))
+        return fn(be) if self.quiet else with_progress(self.ctx, label, n, be, lambda: fn(be))
+
+    def _gen(self, model: str, reqs: list[GenRequest], label: str) -> list[Completion]:
+        return self._calls(model, label, len(reqs), lambda be: be.generate(reqs))
 
     def _decoding(self, agent: Agent, r: int) -> dict[str, Any]:
         g = self.models[agent.model].generation
@@ -171,41 +185,52 @@ class _Rounds:
         return {"max_new_tokens": g.max_new_tokens, "temperature": self.p.sample_temperature, "top_p": g.top_p,
                 "stop": tuple(g.stop), "seed": g.seed + 1000 * (agent.copy + 1) + r}
 
-    def round0(self, agent: Agent) -> list[Completion]:
+    def item_major(self) -> bool:
+        if self.p.order != "auto":
+            return self.p.order == "item"
+        names = {a.model for a in self.g.agents} | ({self.g.critic} if self.g.critic else set())
+        return all(self.ctx.backend(n).capabilities.prefix_cache for n in names)
+
+    def round0(self, agent: Agent, ks: list[int]) -> list[Completion]:
         m = self.models[agent.model]
+        items = [self.items[k] for k in ks]
         if agent.copy is None:
-            return model_answers(self.ctx, m, self.t["generate"], self.items, self.unans, self.ds,
+            if self.quiet and m.answer_set(self.ds) is None:
+                reqs = answer_requests(m, self.t["generate"], items, self.unans)
+                return self.ctx.backend(agent.model).generate(reqs)
+            return model_answers(self.ctx, m, self.t["generate"], items, self.unans, self.ds,
                                  self._label(agent, "answer", 0))
         reqs = [GenRequest(r.prompt, **self._decoding(agent, 0))
-                for r in answer_requests(m, self.t["generate"], self.items, self.unans)]
+                for r in answer_requests(m, self.t["generate"], items, self.unans)]
         return self._gen(agent.model, reqs, self._label(agent, "sampled answer", 0))
 
-    def confidence(self, agent: Agent, preds: list[str], r: int) -> list[float | None]:
+    def confidence(self, agent: Agent, preds: list[str], r: int, ks: list[int]) -> list[float | None]:
         if self.p.confidence == "none":
             return [None] * len(preds)
         from judgegap.experiments.asymmetry import judge_prompt, p_correct
 
-        prompts = [judge_prompt(self.t["judge"], it, display_answer(pr), self.unans)
-                   for it, pr in zip(self.items, preds)]
-        be = self.ctx.backend(agent.model)
-        lps = with_progress(self.ctx, self._label(agent, "confidence", r), len(prompts), be,
-                            lambda: be.score_choices(prompts, list(JUDGE_CHOICES)))
+        prompts = [judge_prompt(self.t["judge"], self.items[k], display_answer(pr), self.unans)
+                   for k, pr in zip(ks, preds)]
+        lps = self._calls(agent.model, self._label(agent, "confidence", r), len(prompts),
+                          lambda be: be.score_choices(prompts, list(JUDGE_CHOICES)))
         return [p_correct(lp[0], lp[1])[0] for lp in lps]
 
-    def critiques(self, agent: Agent, preds: list[str], r: int) -> tuple[str | None, list[Completion | None]]:
+    def critiques(self, agent: Agent, preds: list[str], r: int, ks: list[int]
+                  ) -> tuple[str | None, list[Completion | None]]:
         critic = self.protocol.critic_of(self.p, self.g, agent)
         if critic is None:
             return None, [None] * len(preds)
-        reqs = [GenRequest(self.t["critique"].render(context=it.context, question=it.question,
+        reqs = [GenRequest(self.t["critique"].render(context=self.items[k].context, question=self.items[k].question,
                                                      candidate=display_answer(pr), allow_unanswerable=self.unans),
                            max_new_tokens=self.p.critique_max_new_tokens, temperature=0.0, stop=("\n",))
-                for it, pr in zip(self.items, preds)]
+                for k, pr in zip(ks, preds)]
         return critic, list(self._gen(critic, reqs, self._label(agent, f"review by {critic}", r)))
 
     def revise(self, agent: Agent, current: dict[str, list[str]], crit: list[Completion | None], critic: str | None,
-               r: int) -> list[Completion]:
+               r: int, ks: list[int]) -> list[Completion]:
         reqs = []
-        for k, it in enumerate(self.items):
+        for k, cr in zip(ks, crit):
+            it = self.items[k]
             common = {"context": it.context, "question": it.question, "allow_unanswerable": self.unans,
                       "previous": display_answer(current[agent.name][k])}
             if self.protocol.debate:
@@ -213,28 +238,55 @@ class _Rounds:
                 prompt = self.t["debate"].render(others=others, **common)
             else:
                 label = "Your own review" if critic == agent.model else "A reviewer's comment"
-                prompt = self.t["revise"].render(feedback=(crit[k].text.strip() if crit[k] else ""),
+                prompt = self.t["revise"].render(feedback=(cr.text.strip() if cr else ""),
                                                  feedback_label=label, **common)
             reqs.append(GenRequest(prompt, **self._decoding(agent, r)))
         return self._gen(agent.model, reqs, self._label(agent, "answer", r))
 
+    def _prepass(self, r: int, current: dict[str, list[str]]) -> None:
+        """Round r's calls item by item (each item's prompts back to back on one backend), so the
+        main pass finds them all in the call cache. Same requests, other order."""
+        prog = self.ctx.progress
+        task = prog.add_task(f"{self.ds} · {self.proto} · {self.g.name} · round {r} (item by item)",
+                             total=len(self.items)) if prog is not None else None
+        self.quiet = True
+        try:
+            for k in range(len(self.items)):
+                for a in self.g.agents:
+                    if r == 0:
+                        pred = clean_answer(self.round0(a, [k])[0].text)
+                    else:
+                        critic, crit = self.critiques(a, [current[a.name][k]], r, [k])
+                        pred = clean_answer(self.revise(a, current, crit, critic, r, [k])[0].text)
+                    self.confidence(a, [pred], r, [k])
+                if task is not None:
+                    prog.advance(task, 1)
+        finally:
+            self.quiet = False
+
     def run(self) -> None:
+        ks = list(range(len(self.items)))
         current: dict[str, list[str]] = {}
         confs: dict[str, list[float | None]] = {}
+        item_major = self.item_major()
+        if item_major:
+            self._prepass(0, current)
         for a in self.g.agents:
-            comps = self.round0(a)
+            comps = self.round0(a, ks)
             current[a.name] = [clean_answer(c.text) for c in comps]
-            confs[a.name] = self.confidence(a, current[a.name], 0)
+            confs[a.name] = self.confidence(a, current[a.name], 0, ks)
             self._store(a, 0, comps, current[a.name], [0] * len(self.items), confs[a.name], None, [None] * len(comps),
                         "file" if comps and comps[0].finish_reason == "file" else self.t["generate"].id)
         self._store_votes(0, current, confs)
         for r in range(1, self.p.rounds + 1):
+            if item_major:
+                self._prepass(r, current)
             new: dict[str, list[str]] = {}
             for a in self.g.agents:  # every agent revises from the same round r-1 state
-                critic, crit = self.critiques(a, current[a.name], r)
-                comps = self.revise(a, current, crit, critic, r)
+                critic, crit = self.critiques(a, current[a.name], r, ks)
+                comps = self.revise(a, current, crit, critic, r, ks)
                 new[a.name] = [clean_answer(c.text) for c in comps]
-                confs[a.name] = self.confidence(a, new[a.name], r)
+                confs[a.name] = self.confidence(a, new[a.name], r, ks)
                 changed = [int(not same_answer(x, y)) for x, y in zip(current[a.name], new[a.name])]
                 tid = self.t["debate" if self.protocol.debate else "revise"].id
                 self._store(a, r, comps, new[a.name], changed, confs[a.name], critic, crit, tid)

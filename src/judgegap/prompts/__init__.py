@@ -175,6 +175,7 @@ def masked_judge_template(judge_template_id: str) -> PromptTemplate:
 
 
 from judgegap.prompts import critique as _critique  # noqa: E402,F401  (registers the critique templates)
+from judgegap.prompts import alternatives as _alternatives  # noqa: E402,F401  (registers qa_pick)
 
 __all__ = ["MASKED_CANDIDATE", "masked_judge_template", "QA_GENERATE_V2", "QA_JUDGE_V2", "SELF_SCORE_V2", "JUDGE_CHOICES", "PAIR_CHOICES", "PAIR_JUDGE", "PAIR_TIE_CHOICE", "PROMPTS", "PromptTemplate",
            "QA_GENERATE", "QA_JUDGE", "QA_PAIR_JUDGE", "SELF_SCORE", "register_prompt"]

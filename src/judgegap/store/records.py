@@ -164,6 +164,26 @@ class CritiqueTurn(Record):
     template: str
 
 
+class AlternativesPick(Record):
+    """One judge's pick among an item's candidate answers shown together (alternatives), in one order.
+
+    ``options`` are the candidates in the order shown (A, B, ...); the last letter, one past them,
+    is "none of these". ``lp`` holds the log-probability of every letter, ``none`` included."""
+
+    dataset: str
+    item_id: str
+    judge: str
+    order: int  # 0: the seeded shuffle; 1: the same options reversed (position-bias control)
+    options: list[str]
+    sources: list[str]  # who each option came from: a model name, "gold" or "wrong_span"
+    labels: list[int]  # the official metric's correctness of each option (F1 >= threshold)
+    lp: list[float]
+    probs: list[float]  # lp renormalised over the offered letters
+    own_index: int  # where the judge's own answer is shown
+    pick: int  # argmax of probs; len(options) = "none of these"
+    template: str
+
+
 RECORD_TYPES: dict[tuple[str, str], type[Record]] = {
     ("asymmetry", "generation"): Generation,
     ("asymmetry", "judgment"): Judgment,
@@ -172,6 +192,7 @@ RECORD_TYPES: dict[tuple[str, str], type[Record]] = {
     ("pairwise", "self_pair"): SelfPair,
     ("critique", "turn"): CritiqueTurn,
     ("critique", "vote"): CritiqueTurn,
+    ("alternatives", "pick"): AlternativesPick,
 }
 
 
