@@ -251,3 +251,42 @@ def test_full_finetune_of_a_tiny_model_with_held_out_evaluation(tmp_path, data_d
     html = (out / "report.html").read_text()
     assert 'id="transfer-table"' in html and "eval/report.html" in html
     assert "tuned − base" in p.stdout or "tuned" in p.stdout
+
+
+def test_target_only_loss_equals_transformers_loss_and_gradients(tiny_model):
+    """masked_lm_loss computes logits only where a target token is predicted; its value and its
+    gradients must equal transformers' own masked loss on the same labels (padded batch, LoRA-wrapped,
+    with and without num_items_in_batch). It fails if the positions are shifted by one."""
+    import torch
+    from peft import LoraConfig, get_peft_model
+    from transformers import AutoModelForCausalLM
+
+    from judgegap.training.sft import IGNORE, masked_lm_loss, target_positions
+
+    torch.manual_seed(0)
+    model = get_peft_model(AutoModelForCausalLM.from_pretrained(str(tiny_model)),
+                           LoraConfig(r=4, lora_alpha=8, target_modules=["q_proj", "v_proj"], task_type="CAUSAL_LM"))
+    ids = torch.randint(3, 300, (3, 12))
+    labels = torch.full_like(ids, IGNORE)
+    labels[0, 10:12] = ids[0, 10:12]  # two target tokens (" 10" is two tokens in some tokenizers)
+    labels[1, 7] = ids[1, 7]
+    labels[2, 5] = ids[2, 5]
+    att = torch.ones_like(ids)
+    att[2, 6:] = 0  # right padding after the target
+    labels[2, 6:] = IGNORE
+    batch = {"input_ids": ids, "attention_mask": att, "labels": labels}
+    keep = target_positions(labels)
+    assert keep.sum() == 4 and keep[0, 9] and keep[0, 10] and keep[1, 6] and keep[2, 4] and not keep[0, 11]
+
+    def grads(loss):
+        model.zero_grad()
+        loss.backward()
+        return [p.grad.clone() for p in model.parameters() if p.requires_grad]
+
+    ref = model(**batch).loss
+    mine = masked_lm_loss(model, batch)
+    assert mine.item() == pytest.approx(ref.item(), rel=1e-5)
+    for a, b in zip(grads(model(**batch).loss), grads(masked_lm_loss(model, batch))):
+        assert torch.allclose(a, b, atol=1e-6)
+    ref_n = model(**batch, num_items_in_batch=torch.tensor(8)).loss  # accumulation over a larger batch
+    assert masked_lm_loss(model, batch, torch.tensor(8)).item() == pytest.approx(ref_n.item(), rel=1e-5)

@@ -42,6 +42,41 @@ def encode_all(enc: Any, examples: list[Any], max_length: int) -> tuple[list[dic
     return rows, too_long
 
 
+def target_positions(labels: Any) -> Any:
+    """Boolean (batch, seq) mask of the positions whose logits predict a target token: position j
+    predicts token j + 1, so j is kept where ``labels[:, j + 1]`` is not -100."""
+    import torch
+
+    keep = torch.zeros_like(labels, dtype=torch.bool)
+    keep[:, :-1] = labels[:, 1:] != IGNORE
+    return keep
+
+
+def masked_lm_loss(model: Any, inputs: dict[str, Any], num_items_in_batch: Any = None) -> Any:
+    """The causal-LM loss on the target tokens, computing logits only where a target is predicted.
+
+    Equal to transformers' own loss on the same ``labels`` (tested), but the full-vocabulary logits
+    -- and their gradients -- exist for a handful of positions per example instead of every one:
+    for judge-sft (one target token after a ~300-token prompt, a 49k vocabulary) that is most of
+    the training step's memory. Normalised as transformers does: by ``num_items_in_batch`` (target
+    tokens over the accumulated batch) when given, else the mean over this batch's targets."""
+    import torch.nn.functional as F
+
+    labels = inputs["labels"]
+    keep = target_positions(labels)
+    rest = {k: v for k, v in inputs.items() if k != "labels"}
+    out = model(**rest, logits_to_keep=keep)
+    logits = out.logits
+    targets = labels[:, 1:][keep[:, :-1]]
+    if logits.ndim != 2 or logits.shape[0] != targets.shape[0]:  # a model that ignores a boolean mask
+        logits = logits[keep] if logits.ndim == 3 and logits.shape[1] == labels.shape[1] else None
+        if logits is None:
+            raise JudgegapError("this model's forward does not support logits_to_keep; cannot compute a masked loss")
+    loss = F.cross_entropy(logits.float(), targets, reduction="sum")
+    denom = num_items_in_batch if num_items_in_batch is not None else max(1, int(targets.numel()))
+    return loss / denom
+
+
 def peak_rss_gib() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
 
@@ -112,8 +147,15 @@ def train_sft(be: Any, rows: list[dict[str, list[int]]], cfg: Any, out: Path, re
                             "learning_rate": float(logs.get("learning_rate", 0.0)),
                             "grad_norm": float(logs.get("grad_norm", float("nan")))})
 
+    class TargetOnlyTrainer(Trainer):
+        """Trainer whose loss computes logits at the target positions only (masked_lm_loss)."""
+
+        def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):  # noqa: ANN001
+            loss = masked_lm_loss(model, inputs, num_items_in_batch)
+            return (loss, None) if return_outputs else loss
+
     collator = DataCollatorForSeq2Seq(be.tok, label_pad_token_id=IGNORE, padding=True)
-    trainer = Trainer(model=model, args=args, train_dataset=ds, data_collator=collator, callbacks=[Progress()])
+    trainer = TargetOnlyTrainer(model=model, args=args, train_dataset=ds, data_collator=collator, callbacks=[Progress()])
     ckpt = last_checkpoint(out / "checkpoints") if resume else None
     if resume and ckpt is None and (out / "checkpoints").exists():
         raise JudgegapError(f"--resume: no checkpoint in {out / 'checkpoints'} to continue from")
