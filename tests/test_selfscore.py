@@ -127,6 +127,10 @@ def test_real_tokenizers_split_ten_after_one(model, dist):
         assert tok.decode(want) == target
         if target == " 10":
             assert len(want) >= 2
+            from judgegap.backends.base import token_extensions
+
+            conts = [enc.continuation_ids(enc.render(prompt), pids, c) for c in SCORE_CHOICES]
+            assert token_extensions(conts) == [[9]] + [[] for _ in range(9)]  # " 10" extends " 1" only
 
 
 # -- routing ------------------------------------------------------------------------------------------
@@ -322,3 +326,45 @@ def test_json_output_replaces_non_finite_numbers_with_null():
 
     text = dumps({"a": float("nan"), "b": [1.5, float("inf"), np.float64("-inf")], "c": np.int64(3), "d": "x"})
     assert json.loads(text) == {"a": None, "b": [1.5, None, None], "c": 3, "d": "x"}
+
+
+def test_score_one_is_not_reduced_when_ten_is_its_own_token(data_dir, tiny_model, tmp_path):
+    """P(score 1) = P(" 1") - P(" 10") holds only where " 10" is " 1" followed by more tokens (the
+    bundled models). The tiny test tokenizer, like GPT-2-style BPEs, has " 10" as ONE token, so
+    P(" 1") does not contain P(" 10") and nothing may be subtracted: the stored distribution must be
+    the plain renormalised choice probabilities (the string-prefix rule read P(1) as 0 here)."""
+    import math
+
+    from judgegap.backends.hf import HFBackend
+    from judgegap.config import parse_config
+    from judgegap.experiments.runner import run_config
+    from judgegap.prompts import PROMPTS
+    from judgegap.store import Store
+
+    be = HFBackend(str(tiny_model))
+    assert be.tok.tokenize(" 10") == ["Ġ10"]  # the property this test is about
+    prompt = PROMPTS.get("self_score@2").render(context="Paris is in France.", question="Where is Paris?",
+                                                candidate="France", allow_unanswerable=True)
+    assert be.choice_extensions(prompt, list(SCORE_CHOICES)) == [[] for _ in SCORE_CHOICES]
+    out = tmp_path / "o"
+    run_config(parse_config({"output_dir": str(out), "data_dir": str(data_dir), "datasets": [{"name": "squad2", "n": 3}],
+                             "models": [{"name": "t", "model": str(tiny_model)}], "bootstrap_resamples": 100,
+                             "experiments": [{"name": "selfscore", "params": {"text_score": False,
+                                                                              "external_judges": "none"}}]}))
+    st = Store.in_dir(out)
+    recs = st.records("selfscore", "scored_answer")
+    st.close()
+    from judgegap.data import load_dataset
+    from judgegap.experiments.candidates import display_answer
+
+    items = {it.id: it for it in load_dataset("squad2", data_dir=data_dir)}
+    for r in recs:  # the stored distribution = the plain renormalised probabilities of the ten choices
+        it = items[r["item_id"]]
+        pr = PROMPTS.get("self_score").render(context=it.context, question=it.question,
+                                              candidate=display_answer(r["prediction"]), allow_unanswerable=True)
+        p = [math.exp(x) for x in be.score_choices([pr], list(SCORE_CHOICES))[0]]
+        assert r["scores"]["t"]["dist"] == pytest.approx([x / sum(p) for x in p], abs=1e-5)
+    # and the rule itself: with no extensions given by the tokens, nothing is subtracted
+    lps = [math.log(x) for x in (0.05, 0.1, 0.1, 0.1, 0.1, 0.1, 0.1, 0.1, 0.1, 0.08)]
+    assert exact_choice_probs(SCORE_CHOICES, lps, extensions=[[] for _ in SCORE_CHOICES])[0] == pytest.approx(0.05)
+    assert exact_choice_probs(SCORE_CHOICES, lps)[0] == 0.0  # the digit-splitting rule (bundled models)

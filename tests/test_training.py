@@ -290,3 +290,64 @@ def test_target_only_loss_equals_transformers_loss_and_gradients(tiny_model):
         assert torch.allclose(a, b, atol=1e-6)
     ref_n = model(**batch, num_items_in_batch=torch.tensor(8)).loss  # accumulation over a larger batch
     assert masked_lm_loss(model, batch, torch.tensor(8)).item() == pytest.approx(ref_n.item(), rel=1e-5)
+
+
+def test_f1_reference_score():
+    from judgegap.metrics.scores import f1_reference_score
+
+    assert [f1_reference_score(x) for x in (0.0, 0.05, 0.06, 0.5, 0.94, 1.0)] == [1, 1, 2, 6, 9, 10]
+    with pytest.raises(ValueError):
+        f1_reference_score(1.2)
+
+
+def test_mjd_moves_the_self_score_toward_the_reference_and_reports_calibration(tmp_path, data_dir, tiny_model):
+    """Masked Judge Distillation on a tiny model: the loss is on the score tokens of the self-score
+    prompt, the target 10 for answers the official metric accepts and 1 otherwise. Each example's
+    target is checked against the official metric independently, and a few steps must raise the
+    probability (among the ten scores) of each training example's reference score -- this fails if
+    the mask misses the score tokens or the target is not a score. The evaluation writes the
+    self-score transfer table."""
+    from judgegap.backends.hf import HFBackend
+    from judgegap.metrics.qa import score_item
+    from judgegap.metrics.scores import SCORE_CHOICES, SCORES, score_distribution
+    from judgegap.training.config import parse_train_config
+    from judgegap.training.methods import METHODS, TrainContext
+    from judgegap.training.pipeline import training_items
+
+    cfg = _train_cfg(tmp_path, data_dir, tiny_model, method={"name": "mjd", "params": {"reference": "correct"}},
+                     training={"max_steps": 16, "batch_size": 6, "learning_rate": 0.03, "save_steps": 16,
+                               "max_length": 4096},
+                     eval=[{"name": "squad2", "n": 4, "seed": 0}],
+                     evaluate={"bootstrap_resamples": 100, "experiments": [{"name": "selfscore", "params": {
+                         "external_judges": "none", "text_score": False, "generate_template": "qa_generate@2",
+                         "score_template": "self_score@2", "compare": ["base", "tuned"]}}]})
+    p = cli_inproc("train", str(_write(tmp_path, cfg)))
+    assert p.returncode == 0, p.stderr
+    out = tmp_path / "tr"
+    tc = parse_train_config(cfg)
+    items, pools, metrics = training_items(tc)
+    base = HFBackend(str(tiny_model))
+    method = METHODS.get("mjd")()
+    examples = method.build_examples(TrainContext(items=items, pools=pools, metrics=metrics, backend=base,
+                                                  model_cfg=tc.model), method.parse_params(tc.method.params))
+    by_id = {it.id: it for it in items["squad2"]}
+    assert {e.source for e in examples} >= {"own", "gold", "wrong_span"}
+    for e in examples:
+        ok = score_item("squad2", e.meta["candidate"], by_id[e.item_id])[1] >= 0.5
+        assert e.target == (" 10" if ok else " 1") and e.label == int(ok)
+    tuned = HFBackend(str(tiny_model), adapter=str(out / "adapter"))
+    prompts = [e.prompt for e in examples]
+    refs = [list(SCORES).index(int(e.target)) for e in examples]
+    ext = [base.choice_extensions(pr, list(SCORE_CHOICES)) for pr in prompts]  # the tiny tokenizer: " 10" is one token
+
+    def p_ref(be):
+        return [score_distribution(lp, extensions=e)[0][r]
+                for lp, e, r in zip(be.score_choices(prompts, list(SCORE_CHOICES)), ext, refs)]
+
+    pb, pt = p_ref(base), p_ref(tuned)
+    rises = sum(t > b for b, t in zip(pb, pt))
+    assert rises >= 0.8 * len(pb) and sum(pt) / len(pt) > sum(pb) / len(pb) + 0.04, (pb, pt)
+    s = json.loads((out / "train_summary.json").read_text())
+    ss = s["evaluation"]["selfscore_transfer"]["squad2"]
+    assert ss["n_items"] == 4 and set(ss) >= {"ece", "brier", "auroc", "top1_reference", "top5_reference"}
+    assert 'id="selfscore-transfer-table"' in (out / "report.html").read_text()

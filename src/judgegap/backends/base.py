@@ -118,6 +118,13 @@ class Backend(ABC):
     def top_logprobs(self, prompts: list[ChatPrompt], k: int) -> list[list[tuple[str, float]]]:
         """The k most likely next tokens after each prompt, with log-probabilities."""
 
+    def choice_extensions(self, prompt: ChatPrompt, choices: list[str]) -> list[list[int]]:
+        """For each choice i, the choices j whose tokens after ``prompt`` begin with all of i's tokens
+        (so log P(choice i) from ``score_choices`` includes P(choice j)): " 10" extends " 1" in the
+        digit-splitting tokenizers of the bundled models, but not where " 10" is one token. Backends
+        that see the tokens answer from them; this default assumes a string prefix is a token prefix."""
+        return [[j for j, d in enumerate(choices) if j != i and d.startswith(c)] for i, c in enumerate(choices)]
+
     @classmethod
     def capabilities_for(cls, model_cfg: Any) -> Capabilities:
         """What a backend configured like ``model_cfg`` can deliver (checked at config load)."""
@@ -128,6 +135,12 @@ class Backend(ABC):
 
     def close(self) -> None:  # noqa: B027 - optional hook
         pass
+
+
+def token_extensions(conts: list[list[int]]) -> list[list[int]]:
+    """choice_extensions from each choice's continuation token ids (strict token prefixes)."""
+    return [[j for j, d in enumerate(conts) if j != i and len(d) > len(c) and d[:len(c)] == c]
+            for i, c in enumerate(conts)]
 
 
 BACKENDS: Registry[type[Backend]] = Registry("backend")

@@ -43,6 +43,10 @@ class CachedBackend:
         self.store.put_calls([(key, self.backend.backend_name, self.label, method, request, {"result": res}, 0.0)])
         return res
 
+    def choice_extensions(self, prompt: ChatPrompt, choices: list[str]) -> list[list[int]]:
+        """From the tokenizer (no model call), so it is not cached."""
+        return self.backend.choice_extensions(prompt, choices)
+
     @property
     def capabilities(self):
         return self.backend.capabilities

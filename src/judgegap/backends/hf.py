@@ -388,6 +388,13 @@ class HFBackend(Backend):
             groups.append([i])
         return groups
 
+    def choice_extensions(self, prompt: ChatPrompt, choices: list[str]) -> list[list[int]]:
+        from judgegap.backends.base import token_extensions
+
+        text = self.render(prompt)
+        ids = list(self.tok(text, add_special_tokens=not self.use_chat)["input_ids"])
+        return token_extensions([self._continuation_ids(text, ids, c) for c in choices])
+
     def score_choices(self, prompts: list[ChatPrompt], choices: list[str]) -> list[list[float]]:
         if not choices:
             raise BackendError("score_choices needs at least one choice")

@@ -152,6 +152,13 @@ class LlamaCppBackend(Backend):
 
         return continuation_ids(self.tok, self.use_chat, text, ids, choice)
 
+    def choice_extensions(self, prompt: ChatPrompt, choices: list[str]) -> list[list[int]]:
+        from judgegap.backends.base import token_extensions
+
+        text = self.render(prompt)
+        ids = self.encode_text(text)
+        return token_extensions([self._continuation(text, ids, c) for c in choices])
+
     def _check_len(self, n: int, extra: int) -> None:
         if n + extra > self.n_ctx:
             raise BackendError(f"a prompt of {n} tokens (+{extra} to generate) exceeds the context of {self.n_ctx}"

@@ -99,8 +99,10 @@ class SelfScore(ExperimentBase):
                 scorers = [mc.name] + [j for j in judges if j != mc.name]
                 recs = []
                 per_scorer: dict[str, list[list[float]]] = {}
+                exts: dict[str, list[list[list[int]]]] = {}
                 for sname in scorers:
                     sbe = ctx.backend(sname)
+                    exts[sname] = [sbe.choice_extensions(pr, list(SCORE_CHOICES)) for pr in prompts]
                     per_scorer[sname] = with_progress(
                         ctx, f"{ds} · {sname} scores {mc.name}", len(prompts), sbe,
                         lambda: sbe.score_choices(prompts, list(SCORE_CHOICES)))
@@ -120,7 +122,7 @@ class SelfScore(ExperimentBase):
                         "text_reply": texts[k], "text_score": parse_score(texts[k]) if texts[k] is not None else None,
                         "template": score_t.id, "scores": {}}
                     for sname in scorers:
-                        dist, mass = score_distribution(per_scorer[sname][k])
+                        dist, mass = score_distribution(per_scorer[sname][k], extensions=exts[sname][k])
                         row["scores"][sname] = {"dist": [round(float(x), 6) for x in dist], "mass": mass,
                                                 "expected": expected_score(dist), "argmax": argmax_score(dist),
                                                 "top5": top_k_scores(dist, 5)}

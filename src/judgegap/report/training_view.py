@@ -10,7 +10,7 @@ from judgegap.report.html import _ENV, b64
 
 
 def build_training_report(summary: dict[str, Any], path: Path) -> None:
-    from judgegap.training.transfer import MEASURES
+    from judgegap.training.transfer import MEASURES, SELFSCORE_MEASURES
 
     t = summary["training"]
     loss = t.get("loss") or []
@@ -21,7 +21,8 @@ def build_training_report(summary: dict[str, Any], path: Path) -> None:
     html = _ENV.get_template("training.html.jinja2").render(
         name=cfg["name"], method=cfg["method"]["name"], base=cfg["model"]["model"], t=t, ex=summary["examples"],
         skipped=summary["skipped_too_long"], split=summary["split"], seed=cfg["seed"], loss_png=png,
-        transfer=ev.get("transfer"), reading=ev.get("reading", []), measures=MEASURES)
+        transfer=ev.get("transfer"), reading=ev.get("reading", []), measures=MEASURES,
+        selfscore=ev.get("selfscore_transfer"), ss_measures=SELFSCORE_MEASURES)
     tmp = path.with_suffix(".html.tmp")
     tmp.write_text(html, encoding="utf-8")
     tmp.replace(path)

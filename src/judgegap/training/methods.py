@@ -14,7 +14,7 @@ from __future__ import annotations
 import random
 from collections import Counter
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
@@ -165,6 +165,65 @@ class GenSFT(TrainingMethod):
                 prompt = gen_t.render(context=it.context, question=it.question, allow_unanswerable=unans)
                 rows.append(Example(prompt, " " + gold + "\n", "gold_answer", it.id, ds, None))
         random.Random(ctx.seed).shuffle(rows)
+        return rows
+
+
+class MJDParams(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    reference: Literal["f1", "correct"] = Field(
+        default="f1", description="the target score: f1 = 1 + 9 x official F1 (rounded); correct = 10 if the"
+        " official metric accepts the answer, else 1")
+    own_answers: float = Field(default=1.0, ge=0.0, le=4.0, description="share of the model's own answers")
+    balanced: float = Field(default=1.0, ge=0.0, le=4.0, description="share of gold / wrong-span candidates")
+    f1_threshold: float = Field(default=0.5, gt=0.0, le=1.0)
+    generate_template: str = "qa_generate@2"
+    score_template: str = "self_score@2"
+
+
+@METHODS.register("mjd")
+class MaskedJudgeDistillation(TrainingMethod):
+    """Masked Judge Distillation (seed 002): the self-score prompt on an answer, the loss on the score
+    tokens only, the target a reference score (here from the official metric: a 1-10 score derived
+    from F1, or 10/1 by correctness). " 10" is two tokens in these tokenizers and both carry the loss,
+    so the tuned model's expected score -- what selfscore reads -- moves toward the reference."""
+
+    name = "mjd"
+    Params = MJDParams
+
+    def build_examples(self, ctx: TrainContext, p: MJDParams) -> list[Example]:
+        from judgegap.experiments.base import answer_requests, with_progress
+        from judgegap.experiments.candidates import balanced_candidates, clean_answer, display_answer
+        from judgegap.metrics.qa import score_item
+        from judgegap.metrics.scores import f1_reference_score
+        from judgegap.prompts import PROMPTS
+
+        gen_t, score_t = PROMPTS.get(p.generate_template), PROMPTS.get(p.score_template)
+        rng = random.Random(ctx.seed)
+        own: list[Example] = []
+        bal: list[Example] = []
+        for ds, items in ctx.items.items():
+            metric = ctx.metrics[ds]
+            unans = any(not it.answerable for it in ctx.pools[ds])
+
+            def scored(it: Any, text: str, source: str) -> Example:
+                pred = clean_answer(text)
+                f1 = score_item(metric, pred, it)[1]
+                label = int(f1 >= p.f1_threshold)
+                ref = f1_reference_score(f1) if p.reference == "f1" else (10 if label else 1)
+                prompt = score_t.render(context=it.context, question=it.question, candidate=display_answer(pred),
+                                        allow_unanswerable=unans)
+                return Example(prompt, f" {ref}", source, it.id, ds, label, {"candidate": pred, "reference": ref})
+
+            if p.own_answers > 0:
+                reqs = answer_requests(ctx.model_cfg, gen_t, items, unans)
+                comps = with_progress(ctx, f"{ds} · own answers to score", len(reqs), ctx.backend,
+                                      lambda: ctx.backend.generate(reqs))
+                own += [scored(it, c.text, "own") for it, c in zip(items, comps)]
+            if p.balanced > 0:
+                cands = balanced_candidates(items, metric, p.f1_threshold, ctx.seed, pool=ctx.pools[ds])
+                bal += [scored(it, text, kind) for it in items for kind, text in cands.get(it.id, [])]
+        rows = _share(own, p.own_answers, rng) + _share(bal, p.balanced, rng)
+        rng.shuffle(rows)
         return rows
 
 

@@ -165,7 +165,7 @@ def evaluate_adapter(cfg: TrainConfig, out: Path, console: Console) -> dict[str,
     from judgegap.config import parse_config
     from judgegap.experiments.runner import run_config
     from judgegap.store import Store
-    from judgegap.training.transfer import reading, transfer_matrix
+    from judgegap.training.transfer import reading, selfscore_transfer, transfer_matrix
 
     run_cfg = parse_config(eval_config(cfg, out, out / "adapter"), "train config (evaluation)")
     eval_dir = out / "eval"
@@ -175,6 +175,11 @@ def evaluate_adapter(cfg: TrainConfig, out: Path, console: Console) -> dict[str,
     try:
         matrix = transfer_matrix(st.records("asymmetry", "generation"), st.records("asymmetry", "judgment"),
                                  "base", "tuned", cfg.evaluate.bootstrap_resamples, cfg.seed)
+        scored = st.records("selfscore", "scored_answer")
+        ss = selfscore_transfer(scored, "base", "tuned", cfg.evaluate.bootstrap_resamples, cfg.seed) if scored else None
     finally:
         st.close()
-    return {"transfer": matrix, "reading": reading(matrix, cfg.method.name), "run_dir": str(eval_dir)}
+    out = {"transfer": matrix, "reading": reading(matrix, cfg.method.name), "run_dir": str(eval_dir)}
+    if ss is not None:
+        out["selfscore_transfer"] = ss
+    return out

@@ -117,3 +117,56 @@ def reading(matrix: dict[str, Any], method: str) -> list[str]:
                          f" {d_acc.value:+.3f} [{d_acc.ci_low:+.3f}, {d_acc.ci_high:+.3f}]; Δ judge J own"
                          f" {d_j.value:+.3f} [{d_j.ci_low:+.3f}, {d_j.ci_high:+.3f}]).")
     return lines
+
+
+SELFSCORE_MEASURES = ("ece", "brier", "auroc", "top1_reference", "top3_reference", "top5_reference")
+
+
+def _selfscore_arrays(recs: list[dict], ds: str, model: str, ids: list[str]) -> dict[str, np.ndarray]:
+    """Per item: correct, the self-score confidence (expected score -> [0, 1]), and the rank of the
+    reference score (1 + 9 F1 of the model's own answer) in the model's score distribution."""
+    from judgegap.metrics.scores import SCORES, f1_reference_score, to_confidence
+
+    r = {x["item_id"]: x for x in recs if x["dataset"] == ds and x["model"] == model}
+    y, c, rank = [], [], []
+    for i in ids:
+        s = r[i]["scores"][model]
+        y.append(r[i]["correct"])
+        c.append(to_confidence(s["expected"]))
+        order = list(np.argsort(-np.asarray(s["dist"]), kind="stable"))
+        rank.append(order.index(list(SCORES).index(f1_reference_score(r[i]["f1"]))) + 1)
+    return {"y": np.array(y, float), "c": np.array(c, float), "rank": np.array(rank)}
+
+
+def _selfscore_measure(name: str, a: dict[str, np.ndarray], idx: np.ndarray) -> float:
+    from judgegap.metrics.calibration import auroc as cal_auroc, brier, ece
+
+    y, c = a["y"][idx], a["c"][idx]
+    if name == "ece":
+        return ece(y, c)
+    if name == "brier":
+        return brier(y, c)
+    if name == "auroc":
+        return cal_auroc(y, c)
+    k = int(name[3])
+    return float(np.mean(a["rank"][idx] <= k)) if len(idx) else float("nan")
+
+
+def selfscore_transfer(recs: list[dict], base: str, tuned: str, resamples: int = 1000, seed: int = 0) -> dict[str, Any]:
+    """dataset -> self-score measure -> {base, tuned, diff}: each model's self-score of its own answers
+    (ECE, Brier and AUROC against the official metric's correctness; top-k agreement = the reference
+    score 1 + 9 F1 is among its k most probable scores), paired bootstrap over the items both scored."""
+    out: dict[str, Any] = {}
+    for ds in sorted({r["dataset"] for r in recs}):
+        ids = sorted({r["item_id"] for r in recs if r["dataset"] == ds and r["model"] == base}
+                     & {r["item_id"] for r in recs if r["dataset"] == ds and r["model"] == tuned})
+        a, b = _selfscore_arrays(recs, ds, base, ids), _selfscore_arrays(recs, ds, tuned, ids)
+        row: dict[str, Any] = {"n_items": len(ids)}
+        kw = bootstrap_settings({"bootstrap_resamples": resamples, "seed": seed})
+        for m in SELFSCORE_MEASURES:
+            row[m] = {"base": bootstrap_indices(lambda i, m=m: _selfscore_measure(m, a, i), len(ids), **kw).to_dict(),
+                      "tuned": bootstrap_indices(lambda i, m=m: _selfscore_measure(m, b, i), len(ids), **kw).to_dict(),
+                      "diff": bootstrap_indices(lambda i, m=m: _selfscore_measure(m, b, i) - _selfscore_measure(m, a, i),
+                                                len(ids), **kw).to_dict()}
+        out[ds] = row
+    return out
