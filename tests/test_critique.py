@@ -190,3 +190,21 @@ def test_item_major_order_makes_exactly_the_batched_requests(tmp_path, data_dir)
     model_recs, model_keys = run("model")
     assert item_recs == model_recs and len(item_recs) == 6 * 3 * (2 + 2 + 2)  # items x rounds 0-2 x tracks
     assert item_keys == model_keys
+
+
+def test_seed004_claims_read_from_the_other_experiments_summaries():
+    from judgegap.experiments.critique_summary import seed004_claims
+
+    def est(v, lo, hi):
+        return {"value": v, "ci_low": lo, "ci_high": hi, "n": 50}
+
+    summ = {"experiments": {
+        "asymmetry": {"datasets": {"squad2": {"models": {"a": {"self_preference": {"difference": est(0.2, 0.05, 0.3)}},
+                                                         "b": {"self_preference": None}}}}},
+        "self_agreement": {"datasets": {"squad2": {"a": {"own": {"logit_coef": est(0.4, -0.1, 0.9)}, "others": {}}}}},
+        "alternatives": {"readings": [{"dataset": "squad2", "judge": "a", "estimate": est(-0.3, -0.5, -0.1)},
+                                      {"dataset": "squad2", "judge": "b", "estimate": est(0.2, 0.1, 0.3)}]}}}
+    got = {(r["claim"], r["judge"]): r["verdict"] for r in seed004_claims(summ)}
+    assert got == {("rubber_stamp", "a"): "holds", ("feels_correct", "a"): "inconclusive at this n",
+                   ("alternatives", "a"): "holds", ("alternatives", "b"): "does not hold"}
+    assert seed004_claims({"experiments": {}}) == []

@@ -209,3 +209,40 @@ def readings(tracks: Any, R: int, kw: dict[str, Any]) -> list[dict[str, Any]]:
                        else "inconclusive at this n (the evidence disagrees)")
             out.append({"dataset": ds, "claim": claim, "text": text, "verdict": overall, "evidence": ev})
     return out
+
+
+OTHER_CLAIMS = {
+    "rubber_stamp": "A model accepts its own wrong answers more often than other models' wrong answers",
+    "feels_correct": "A judge accepts what it itself finds probable (self-agreement), correctness held fixed",
+    "alternatives": "Judging against broader alternatives lowers the acceptance of its own wrong answers",
+}
+
+
+def seed004_claims(run_summary: dict[str, Any]) -> list[dict[str, Any]]:
+    """Seed 004's other claims, read from the summaries of the experiments that measure them (the
+    critique readings cover revision and debate): self-preference from asymmetry, the own-answer
+    self-agreement coefficient, and the alternatives comparison. One row per dataset and judge;
+    the verdict comes from the CI exactly as for the critique claims."""
+    exps = run_summary.get("experiments", {})
+    rows: list[dict[str, Any]] = []
+    for ds, d in (exps.get("asymmetry", {}).get("datasets") or {}).items():
+        for judge, m in (d.get("models") or {}).items():
+            sp = (m or {}).get("self_preference")
+            if sp and sp.get("difference"):
+                rows.append({"dataset": ds, "judge": judge, "claim": "rubber_stamp", "text": OTHER_CLAIMS["rubber_stamp"],
+                             "measure": "accept rate of its own wrong answers - of others' wrong answers",
+                             "estimate": sp["difference"], "verdict": _verdict(sp["difference"], +1)})
+    for ds, per_judge in (exps.get("self_agreement", {}).get("datasets") or {}).items():
+        for judge, groups in per_judge.items():
+            e = (groups.get("own") or {}).get("logit_coef")
+            if e:
+                rows.append({"dataset": ds, "judge": judge, "claim": "feels_correct", "text": OTHER_CLAIMS["feels_correct"],
+                             "measure": "log-odds of accepting its own answers per SD of their log-probability",
+                             "estimate": e, "verdict": _verdict(e, +1)})
+    for r in exps.get("alternatives", {}).get("readings") or []:
+        if r.get("estimate"):
+            rows.append({"dataset": r["dataset"], "judge": r["judge"], "claim": "alternatives",
+                         "text": OTHER_CLAIMS["alternatives"],
+                         "measure": "accept rate of its own wrong answers, among alternatives - alone",
+                         "estimate": r["estimate"], "verdict": _verdict(r["estimate"], -1)})
+    return rows

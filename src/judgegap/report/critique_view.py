@@ -36,5 +36,8 @@ def critique_view(summ: dict[str, Any], fig_dir: Any = None) -> dict[str, Any]:
 
 
 def section(ctx: SectionContext) -> Section:
+    from judgegap.experiments.critique_summary import seed004_claims
+
     view = critique_view(ctx.experiment, ctx.out_dir / "figures")
+    view["other_claims"] = seed004_claims(ctx.summary)
     return Section("critique", _render("critique.html.jinja2", crit=view), list(view["written"]))
