@@ -90,6 +90,40 @@ def _share(rows: list[Example], share: float, rng: random.Random) -> list[Exampl
     return out
 
 
+def candidate_examples(ctx: TrainContext, generate_template: str, f1_threshold: float, own_share: float,
+                       balanced_share: float, make: Any, what: str, rng: random.Random) -> list[Example]:
+    """The candidates judging methods train on, one example each via ``make(item, prediction, f1,
+    label, source, dataset, allow_unanswerable)``: the model's own answers to the training items
+    (its own error distribution; generated through the call cache) and the balanced gold /
+    wrong-span pair, each labelled by the official metric, mixed by the two shares."""
+    from judgegap.experiments.base import answer_requests, with_progress
+    from judgegap.experiments.candidates import balanced_candidates, clean_answer
+    from judgegap.metrics.qa import score_item
+    from judgegap.prompts import PROMPTS
+
+    gen_t = PROMPTS.get(generate_template)
+    own: list[Example] = []
+    bal: list[Example] = []
+    for ds, items in ctx.items.items():
+        metric = ctx.metrics[ds]
+        unans = any(not it.answerable for it in ctx.pools[ds])
+
+        def one(it: Any, text: str, source: str) -> Example:
+            pred = clean_answer(text)
+            f1 = score_item(metric, pred, it)[1]
+            return make(it, pred, f1, int(f1 >= f1_threshold), source, ds, unans)
+
+        if own_share > 0:
+            reqs = answer_requests(ctx.model_cfg, gen_t, items, unans)
+            comps = with_progress(ctx, f"{ds} · own answers to {what}", len(reqs), ctx.backend,
+                                  lambda: ctx.backend.generate(reqs))
+            own += [one(it, c.text, "own") for it, c in zip(items, comps)]
+        if balanced_share > 0:
+            cands = balanced_candidates(items, metric, f1_threshold, ctx.seed, pool=ctx.pools[ds])
+            bal += [one(it, text, kind) for it in items for kind, text in cands.get(it.id, [])]
+    return _share(own, own_share, rng) + _share(bal, balanced_share, rng)
+
+
 @METHODS.register("judge-sft")
 class JudgeSFT(TrainingMethod):
     """LoRA SFT on the judge prompt; loss on the verdict token only. Candidates: the model's own
@@ -100,36 +134,20 @@ class JudgeSFT(TrainingMethod):
 
     def build_examples(self, ctx: TrainContext, p: JudgeSFTParams) -> list[Example]:
         from judgegap.experiments.asymmetry import judge_prompt
-        from judgegap.experiments.base import answer_requests, with_progress
-        from judgegap.experiments.candidates import balanced_candidates, clean_answer, display_answer
-        from judgegap.metrics.qa import score_item
+        from judgegap.experiments.candidates import display_answer
         from judgegap.prompts import JUDGE_CHOICES, PROMPTS
 
-        gen_t, judge_t = PROMPTS.get(p.generate_template), PROMPTS.get(p.judge_template)
+        judge_t = PROMPTS.get(p.judge_template)
         yes, no = JUDGE_CHOICES
         rng = random.Random(ctx.seed)
-        own: list[Example] = []
-        bal: list[Example] = []
-        for ds, items in ctx.items.items():
-            metric = ctx.metrics[ds]
-            unans = any(not it.answerable for it in ctx.pools[ds])
 
-            def judged(it: Any, text: str, source: str) -> Example:
-                """The judge prompt on one candidate, its target the official metric's verdict."""
-                pred = clean_answer(text)
-                label = int(score_item(metric, pred, it)[1] >= p.f1_threshold)
-                return Example(judge_prompt(judge_t, it, display_answer(pred), unans), yes if label else no,
-                               source, it.id, ds, label, {"candidate": pred})
+        def judged(it: Any, pred: str, f1: float, label: int, source: str, ds: str, unans: bool) -> Example:
+            """The judge prompt on one candidate, its target the official metric's verdict."""
+            return Example(judge_prompt(judge_t, it, display_answer(pred), unans), yes if label else no,
+                           source, it.id, ds, label, {"candidate": pred})
 
-            if p.own_answers > 0:
-                reqs = answer_requests(ctx.model_cfg, gen_t, items, unans)
-                comps = with_progress(ctx, f"{ds} · own answers to label", len(reqs), ctx.backend,
-                                      lambda: ctx.backend.generate(reqs))
-                own += [judged(it, c.text, "own") for it, c in zip(items, comps)]
-            if p.balanced > 0:
-                cands = balanced_candidates(items, metric, p.f1_threshold, ctx.seed, pool=ctx.pools[ds])
-                bal += [judged(it, text, kind) for it in items for kind, text in cands.get(it.id, [])]
-        rows = _share(own, p.own_answers, rng) + _share(bal, p.balanced, rng)
+        rows = candidate_examples(ctx, p.generate_template, p.f1_threshold, p.own_answers, p.balanced, judged,
+                                  "label", rng)
         if p.class_balance and rows:
             by = {0: [r for r in rows if r.label == 0], 1: [r for r in rows if r.label == 1]}
             small, big = sorted(by.values(), key=len)
@@ -191,38 +209,21 @@ class MaskedJudgeDistillation(TrainingMethod):
     Params = MJDParams
 
     def build_examples(self, ctx: TrainContext, p: MJDParams) -> list[Example]:
-        from judgegap.experiments.base import answer_requests, with_progress
-        from judgegap.experiments.candidates import balanced_candidates, clean_answer, display_answer
-        from judgegap.metrics.qa import score_item
+        from judgegap.experiments.candidates import display_answer
         from judgegap.metrics.scores import f1_reference_score
         from judgegap.prompts import PROMPTS
 
-        gen_t, score_t = PROMPTS.get(p.generate_template), PROMPTS.get(p.score_template)
+        score_t = PROMPTS.get(p.score_template)
+
+        def scored(it: Any, pred: str, f1: float, label: int, source: str, ds: str, unans: bool) -> Example:
+            ref = f1_reference_score(f1) if p.reference == "f1" else (10 if label else 1)
+            prompt = score_t.render(context=it.context, question=it.question, candidate=display_answer(pred),
+                                    allow_unanswerable=unans)
+            return Example(prompt, f" {ref}", source, it.id, ds, label, {"candidate": pred, "reference": ref})
+
         rng = random.Random(ctx.seed)
-        own: list[Example] = []
-        bal: list[Example] = []
-        for ds, items in ctx.items.items():
-            metric = ctx.metrics[ds]
-            unans = any(not it.answerable for it in ctx.pools[ds])
-
-            def scored(it: Any, text: str, source: str) -> Example:
-                pred = clean_answer(text)
-                f1 = score_item(metric, pred, it)[1]
-                label = int(f1 >= p.f1_threshold)
-                ref = f1_reference_score(f1) if p.reference == "f1" else (10 if label else 1)
-                prompt = score_t.render(context=it.context, question=it.question, candidate=display_answer(pred),
-                                        allow_unanswerable=unans)
-                return Example(prompt, f" {ref}", source, it.id, ds, label, {"candidate": pred, "reference": ref})
-
-            if p.own_answers > 0:
-                reqs = answer_requests(ctx.model_cfg, gen_t, items, unans)
-                comps = with_progress(ctx, f"{ds} · own answers to score", len(reqs), ctx.backend,
-                                      lambda: ctx.backend.generate(reqs))
-                own += [scored(it, c.text, "own") for it, c in zip(items, comps)]
-            if p.balanced > 0:
-                cands = balanced_candidates(items, metric, p.f1_threshold, ctx.seed, pool=ctx.pools[ds])
-                bal += [scored(it, text, kind) for it in items for kind, text in cands.get(it.id, [])]
-        rows = _share(own, p.own_answers, rng) + _share(bal, p.balanced, rng)
+        rows = candidate_examples(ctx, p.generate_template, p.f1_threshold, p.own_answers, p.balanced, scored,
+                                  "score", rng)
         rng.shuffle(rows)
         return rows
 
