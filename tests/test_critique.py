@@ -208,3 +208,22 @@ def test_seed004_claims_read_from_the_other_experiments_summaries():
     assert got == {("rubber_stamp", "a"): "holds", ("feels_correct", "a"): "inconclusive at this n",
                    ("alternatives", "a"): "holds", ("alternatives", "b"): "does not hold"}
     assert seed004_claims({"experiments": {}}) == []
+
+
+def test_the_documented_protocol_plugin_runs(tmp_path, data_dir):
+    """docs/extending.md's critique-protocol example, taken from the document itself, registers and runs."""
+    import re
+
+    from tests.conftest import ROOT
+
+    doc = (ROOT / "docs" / "extending.md").read_text()
+    code = re.search(r"## A critique protocol.*?```python\n(.*?)```", doc, re.S).group(1)
+    plugin = tmp_path / "fixed_critic.py"
+    plugin.write_text(code)
+    cfgp = tmp_path / "c.yaml"
+    cfgp.write_text(yaml.safe_dump(_cfg(tmp_path, data_dir, {"protocols": ["fixed-critic"], "critic": "copy",
+                                                             "rounds": 1}, n=4)))
+    p = cli_inproc("run", str(cfgp), "--include", str(plugin))
+    assert p.returncode == 0, p.stderr
+    summ = json.loads((tmp_path / "out" / "summary.json").read_text())["experiments"]["critique"]
+    assert list(summ["datasets"]["squad2"]["protocols"]["fixed-critic"]) == ["keep<-copy"]
