@@ -351,3 +351,21 @@ def test_mjd_moves_the_self_score_toward_the_reference_and_reports_calibration(t
     ss = s["evaluation"]["selfscore_transfer"]["squad2"]
     assert ss["n_items"] == 4 and set(ss) >= {"ece", "brier", "auroc", "top1_reference", "top5_reference"}
     assert 'id="selfscore-transfer-table"' in (out / "report.html").read_text()
+
+
+def test_gradient_checkpointing_trains_the_same_first_step(tmp_path, data_dir, tiny_model):
+    """training.gradient_checkpointing recomputes activations (less memory); the first step's loss is
+    the same as without it (same data, same seed), and an adapter is written."""
+    losses = []
+    for ckpt in (False, True):
+        d = tmp_path / str(ckpt)
+        d.mkdir()
+        cfg = _train_cfg(d, data_dir, tiny_model, method={"name": "gen-sft"},  # no own answers to generate: quick
+                         training={"max_steps": 1, "batch_size": 4, "learning_rate": 0.02, "save_steps": 1,
+                                   "gradient_checkpointing": ckpt})
+        p = cli_inproc("train", str(_write(d, cfg)), "--no-eval")
+        assert p.returncode == 0, p.stderr
+        s = json.loads((d / "tr" / "train_summary.json").read_text())
+        losses.append(s["training"]["loss"][0]["loss"])
+        assert (d / "tr" / "adapter" / "adapter_config.json").is_file()
+    assert losses[0] == pytest.approx(losses[1], rel=1e-4)

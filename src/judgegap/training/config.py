@@ -37,6 +37,8 @@ class Hyper(_Strict):
     save_steps: int = Field(default=25, ge=1, description="checkpoint every N optimizer steps (--resume restarts there)")
     warmup_ratio: float = Field(default=0.03, ge=0.0, lt=1.0)
     weight_decay: float = Field(default=0.0, ge=0.0)
+    gradient_checkpointing: bool = Field(default=False, description="recompute activations in the backward pass:"
+                                         " much less memory for ~30% more time per step")
 
 
 class MethodConfig(NamedParams):

@@ -108,6 +108,8 @@ def train_sft(be: Any, rows: list[dict[str, list[int]]], cfg: Any, out: Path, re
         lc = LoraConfig(r=cfg.lora.r, lora_alpha=cfg.lora.alpha, lora_dropout=cfg.lora.dropout,
                         target_modules=cfg.lora.target_modules, task_type="CAUSAL_LM")
         model = get_peft_model(model, lc)
+        if h.gradient_checkpointing:
+            model.enable_input_require_grads()  # frozen embeddings: checkpointed blocks still need a grad path
     from datasets import Dataset
 
     ds = Dataset.from_list(rows)
@@ -121,7 +123,9 @@ def train_sft(be: Any, rows: list[dict[str, list[int]]], cfg: Any, out: Path, re
         max_steps=total, warmup_steps=int(h.warmup_ratio * total), weight_decay=h.weight_decay, logging_steps=1,
         save_strategy="steps", save_steps=h.save_steps, save_total_limit=2, seed=cfg.seed, data_seed=cfg.seed,
         report_to=[], disable_tqdm=True, use_cpu=not on_gpu, bf16=on_gpu and torch.cuda.is_bf16_supported(),
-        remove_unused_columns=False, dataloader_num_workers=0, lr_scheduler_type="linear")
+        remove_unused_columns=False, dataloader_num_workers=0, lr_scheduler_type="linear",
+        gradient_checkpointing=h.gradient_checkpointing,
+        gradient_checkpointing_kwargs={"use_reentrant": False} if h.gradient_checkpointing else None)
     log: list[dict[str, Any]] = []
     t_steps: list[float] = []
 
