@@ -184,6 +184,10 @@ def test_unknown_method_and_bad_params(tmp_path, data_dir, tiny_model):
     _bad(tmp_path, cfg, "method.name", "judge-stf")
     cfg = _train_cfg(tmp_path, data_dir, tiny_model, method={"name": "judge-sft", "params": {"own_answer": 1}})
     _bad(tmp_path, cfg, "method.params.own_answer")
+    cfg = _train_cfg(tmp_path, data_dir, tiny_model, method={"name": "see", "params": {"batch_size": 5}})
+    _bad(tmp_path, cfg, "method.params.batch_size", "must be a multiple of num_generations (4)")
+    cfg = _train_cfg(tmp_path, data_dir, tiny_model, method={"name": "mjd", "params": {"reference": "judge"}})
+    _bad(tmp_path, cfg, "method.params.reference")
 
 
 def test_example_configs_validate():
@@ -369,3 +373,55 @@ def test_gradient_checkpointing_trains_the_same_first_step(tmp_path, data_dir, t
         losses.append(s["training"]["loss"][0]["loss"])
         assert (d / "tr" / "adapter" / "adapter_config.json").is_file()
     assert losses[0] == pytest.approx(losses[1], rel=1e-4)
+
+
+def test_see_reward_on_hand_computed_cases():
+    from judgegap.training.reward import RewardWeights, see_reward, split_scored_reply
+
+    # quality 1, self 10 vs reference 10: 0.7 * 1 + 0.3 * 1
+    assert see_reward(1.0, 10, 10)["reward"] == pytest.approx(1.0)
+    # quality 0.5, self 8 vs reference 5.5: calibration (1 - 2.5 / 9) ** 2 = 0.52160...
+    r = see_reward(0.5, 8, 5.5)
+    assert r["calibration"] == pytest.approx((1 - 2.5 / 9) ** 2) and r["reward"] == pytest.approx(0.35 + 0.3 * (6.5 / 9) ** 2)
+    # quality 0, self 10 vs reference 1: calibration 0, reward 0
+    assert see_reward(0.0, 10, 1)["reward"] == pytest.approx(0.0)
+    # no readable score: the format penalty, whatever the quality
+    assert see_reward(1.0, None, 10) == {"quality": 1.0, "calibration": 0.0, "format_ok": 0.0, "reward": -1.0}
+    assert see_reward(1.0, 11, 10)["reward"] == -1.0
+    w = RewardWeights(w_quality=0.5, w_calibration=0.5, gamma=1.0, format_penalty=-2.0)
+    assert see_reward(0.4, 4, 7, w)["reward"] == pytest.approx(0.2 + 0.5 * (1 - 3 / 9))
+    with pytest.raises(ValueError):
+        see_reward(1.5, 5, 5)
+    assert split_scored_reply(" Denver Broncos\nScore: 9") == ("Denver Broncos", 9)
+    assert split_scored_reply("Paris Score: 10") == ("Paris", 10)
+    assert split_scored_reply("1999\nScore: 7 (fairly sure)") == ("1999", 7)
+    assert split_scored_reply("no score here") == ("no score here", None)
+
+
+def test_see_runs_rounds_logs_reward_parts_and_resumes_after_the_last_round(tmp_path, data_dir, tiny_model):
+    """Two SEE rounds on a tiny model (GRPO policy step + MJD step each): per-round logs with the
+    reward's parts, an adapter per round; a rerun with --resume and more rounds continues after the
+    last complete round without redoing it; the final adapter loads."""
+    from judgegap.backends.hf import HFBackend
+
+    params = {"rounds": 1, "prompts_per_round": 2, "num_generations": 2, "batch_size": 4, "max_completion_tokens": 6}
+    cfg = _train_cfg(tmp_path, data_dir, tiny_model, method={"name": "see", "params": params},
+                     training={"batch_size": 4, "learning_rate": 0.01, "max_length": 4096})
+    p = cli_inproc("train", str(_write(tmp_path, cfg)), "--no-eval")
+    assert p.returncode == 0, p.stderr
+    out = tmp_path / "tr"
+    r0 = (out / "rounds" / "round-0" / "log.json").read_text()
+    log0 = json.loads(r0)
+    assert log0["samples"] == 2 * 2 and set(log0) >= {"quality", "calibration", "format_ok", "reward", "mjd_loss"}
+    assert log0["mjd_examples"] == 4 and log0["mjd_loss"]
+    cfg["method"]["params"]["rounds"] = 2
+    p = cli_inproc("train", str(_write(tmp_path, cfg)), "--no-eval", "--resume")
+    assert p.returncode == 0, p.stderr
+    assert (out / "rounds" / "round-0" / "log.json").read_text() == r0  # round 0 was not redone
+    s = json.loads((out / "train_summary.json").read_text())["training"]
+    assert [r["round"] for r in s["rounds"]] == [0, 1] and s["resumed_from"] == "round-0"
+    assert s["steps_this_process"] == 1
+    tuned = HFBackend(str(tiny_model), adapter=str(out / "adapter"))
+    assert tuned.fingerprint()["adapter"]
+    html = (out / "report.html").read_text()
+    assert 'id="rounds-table"' in html

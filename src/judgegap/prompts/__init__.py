@@ -155,6 +155,15 @@ SELF_SCORE_V2 = register_prompt(PromptTemplate(
                          " only."),
     assistant_prefix="Score:"), default=False)
 
+# The answer prompt with the self-score appended in the same reply (the SEE policy's format, seed 002):
+# the first line is the answer, then "Score: N". Same shared opening, so the passage prefix is reused.
+QA_GENERATE_SCORED = register_prompt(PromptTemplate(
+    name="qa_generate_scored", version="1", system=_SHARED_SYSTEM,
+    user=_SHARED_USER + ("answer the question with the shortest answer, copied from the passage where possible,"
+                         " and no explanation. Then, on a new line, write \"Score:\" and how likely your answer is"
+                         " correct, from 1 (certainly wrong) to 10 (certainly correct)."),
+    assistant_prefix="Answer:"))
+
 # -- C-MASK (seed 000's ablation): the judge prompt with the candidate withheld ------------------------
 # How much does a verdict depend on the candidate at all? The same prompt, the answer replaced by a
 # fixed note, so P(" Yes") here is the judge's prior for the item.

@@ -16,7 +16,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from judgegap.backends.base import ChatPrompt
 from judgegap.errors import ConfigError, first_error
@@ -226,6 +226,67 @@ class MaskedJudgeDistillation(TrainingMethod):
                                   "score", rng)
         rng.shuffle(rows)
         return rows
+
+
+class SEEParams(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    rounds: int = Field(default=3, ge=1, le=100)
+    prompts_per_round: int = Field(default=16, ge=1, le=10000, description="fresh training prompts per round")
+    num_generations: int = Field(default=4, ge=2, le=64, description="sampled replies per prompt (GRPO group)")
+    batch_size: int = Field(default=8, ge=2, description="replies per policy step (a multiple of num_generations)")
+    max_completion_tokens: int = Field(default=24, ge=4, le=512)
+    temperature: float = Field(default=1.0, gt=0.0, le=2.0)
+    kl_beta: float = Field(default=0.0, ge=0.0, description="GRPO's KL penalty to the base policy (0 = none)")
+    mjd_epochs: float = Field(default=1.0, gt=0.0, description="MJD passes over each round's samples")
+    reference: Literal["f1", "correct"] = "f1"
+    w_quality: float = Field(default=0.7, ge=0.0)
+    w_calibration: float = Field(default=0.3, ge=0.0)
+    gamma: float = Field(default=2.0, gt=0.0)
+    format_penalty: float = -1.0
+    f1_threshold: float = Field(default=0.5, gt=0.0, le=1.0)
+    generate_template: str = "qa_generate_scored@1"
+    score_template: str = "self_score@2"
+
+    @field_validator("batch_size")
+    @classmethod
+    def _groups_fit(cls, v: int, info: Any) -> int:
+        g = info.data.get("num_generations")
+        if g and v % g:
+            raise ValueError(f"{v} must be a multiple of num_generations ({g})")
+        return v
+
+    @field_validator("w_calibration")
+    @classmethod
+    def _weights(cls, v: float, info: Any) -> float:
+        if v + info.data.get("w_quality", 0.0) <= 0:
+            raise ValueError("w_quality + w_calibration must be positive")
+        return v
+
+
+@METHODS.register("see")
+class SEE(TrainingMethod):
+    """Calibration-coupled online learning (seed 002's SEE): per round a GRPO policy step rewarded by
+    answer quality and self-score agreement with the reference, then an MJD step on the round's own
+    samples (judgegap.training.see). Needs trl."""
+
+    name = "see"
+    Params = SEEParams
+    online = True
+
+    def build_examples(self, ctx: TrainContext, p: SEEParams) -> list[Example]:
+        return []  # online: each round makes its own samples
+
+    def train_online(self, be: Any, ctx: TrainContext, cfg: Any, p: SEEParams, out: Any, resume: bool,
+                     progress: Any) -> dict[str, Any]:
+        try:
+            import trl  # noqa: F401
+        except ImportError:
+            from judgegap.errors import JudgegapError
+
+            raise JudgegapError("method 'see' needs trl: pip install -e \".[train]\"") from None
+        from judgegap.training.see import train_see
+
+        return train_see(be, ctx, cfg, p, out, resume, progress)
 
 
 def describe(rows: list[Example]) -> dict[str, Any]:

@@ -32,7 +32,7 @@ from judgegap.training.config import TrainConfig
 from judgegap.training.methods import METHODS, TrainContext, describe
 from judgegap.training.sft import encode_all, train_sft, write_json
 
-OUR_FILES = ("split.json", "checkpoints", "adapter", "adapter.tmp", "eval", "train_summary.json", "report.html")
+OUR_FILES = ("split.json", "checkpoints", "rounds", "adapter", "adapter.tmp", "eval", "train_summary.json", "report.html")
 
 
 def training_items(cfg: TrainConfig) -> tuple[dict[str, list[Any]], dict[str, list[Any]], dict[str, str]]:
@@ -127,13 +127,19 @@ def run_training(cfg: TrainConfig, resume: bool = False, overwrite: bool = False
             t_ex = time.perf_counter()
             examples = method.build_examples(ctx, params)
             ex_seconds = time.perf_counter() - t_ex
-            rows, too_long = encode_all(raw.encoder, examples, cfg.training.max_length)
-            if not rows:
-                raise JudgegapError(f"no training example fits max_length {cfg.training.max_length}"
-                                    f" ({too_long} too long)")
-            console.print(f"{len(rows)} training examples ({too_long} longer than {cfg.training.max_length}"
-                          f" tokens skipped): {describe(examples)['by_source']}")
-            log = train_sft(raw, rows, cfg, out, resume, progress=progress, full=cfg.full_finetune)
+            too_long = 0
+            if getattr(method, "online", False):  # makes its own samples round by round
+                if cfg.full_finetune:
+                    raise JudgegapError(f"method {cfg.method.name!r} trains a LoRA adapter; full_finetune is not supported")
+                log = method.train_online(raw, ctx, cfg, params, out, resume, progress)
+            else:
+                rows, too_long = encode_all(raw.encoder, examples, cfg.training.max_length)
+                if not rows:
+                    raise JudgegapError(f"no training example fits max_length {cfg.training.max_length}"
+                                        f" ({too_long} too long)")
+                console.print(f"{len(rows)} training examples ({too_long} longer than {cfg.training.max_length}"
+                              f" tokens skipped): {describe(examples)['by_source']}")
+                log = train_sft(raw, rows, cfg, out, resume, progress=progress, full=cfg.full_finetune)
         calls.close()
         meta = {"base_model": cfg.model.model, "base_weights": raw.source_fp, "method": cfg.method.name,
                 "params": params.model_dump(mode="json"), "seed": cfg.seed,

@@ -77,6 +77,18 @@ def masked_lm_loss(model: Any, inputs: dict[str, Any], num_items_in_batch: Any =
     return loss / denom
 
 
+def target_only_trainer(model: Any, args: Any, dataset: Any, collator: Any, callbacks: list[Any]) -> Any:
+    """A transformers ``Trainer`` whose loss is :func:`masked_lm_loss` (logits at target positions only)."""
+    from transformers import Trainer
+
+    class TargetOnlyTrainer(Trainer):
+        def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):  # noqa: ANN001
+            loss = masked_lm_loss(model, inputs, num_items_in_batch)
+            return (loss, None) if return_outputs else loss
+
+    return TargetOnlyTrainer(model=model, args=args, train_dataset=dataset, data_collator=collator, callbacks=callbacks)
+
+
 def peak_rss_gib() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
 
@@ -96,7 +108,7 @@ def train_sft(be: Any, rows: list[dict[str, list[int]]], cfg: Any, out: Path, re
     Returns the training log: loss per step, seconds per step, peak memory, steps done.
     """
     import torch
-    from transformers import DataCollatorForSeq2Seq, Trainer, TrainerCallback, TrainingArguments, set_seed
+    from transformers import DataCollatorForSeq2Seq, TrainerCallback, TrainingArguments, set_seed
 
     h = cfg.training
     set_seed(cfg.seed)
@@ -151,15 +163,8 @@ def train_sft(be: Any, rows: list[dict[str, list[int]]], cfg: Any, out: Path, re
                             "learning_rate": float(logs.get("learning_rate", 0.0)),
                             "grad_norm": float(logs.get("grad_norm", float("nan")))})
 
-    class TargetOnlyTrainer(Trainer):
-        """Trainer whose loss computes logits at the target positions only (masked_lm_loss)."""
-
-        def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):  # noqa: ANN001
-            loss = masked_lm_loss(model, inputs, num_items_in_batch)
-            return (loss, None) if return_outputs else loss
-
     collator = DataCollatorForSeq2Seq(be.tok, label_pad_token_id=IGNORE, padding=True)
-    trainer = TargetOnlyTrainer(model=model, args=args, train_dataset=ds, data_collator=collator, callbacks=[Progress()])
+    trainer = target_only_trainer(model, args, ds, collator, [Progress()])
     ckpt = last_checkpoint(out / "checkpoints") if resume else None
     if resume and ckpt is None and (out / "checkpoints").exists():
         raise JudgegapError(f"--resume: no checkpoint in {out / 'checkpoints'} to continue from")

@@ -1,0 +1,172 @@
+"""``see``: calibration-coupled online learning (seed 002's SEE), rounds of a policy step and a
+Masked Judge Distillation step on the same LoRA adapter.
+
+Each round takes a fresh window of training prompts (cycling through the training items in a
+seeded order) and
+
+1. **policy step** (trl's ``GRPOTrainer``): the model answers in the ``qa_generate_scored`` format
+   (the answer, then "Score: N"), ``num_generations`` samples per prompt; each sample's reward is
+   judgegap.training.reward.see_reward -- the answer's official F1 as quality, the agreement of
+   its own score with the reference (1 + 9 F1, or 10 / 1 by correctness), a format penalty when no
+   score can be read;
+2. **MJD step**: the round's sampled answers through the separate self-score prompt (what the
+   selfscore experiment reads), loss on the score tokens only, target the reference
+   (judgegap.training.sft's target-only loss).
+
+The reward's parts (mean quality, calibration, format rate, reward) and the MJD loss are logged
+per round; the adapter is saved after every round (``OUT/rounds/round-K/``) and ``--resume``
+continues after the last complete round. The final adapter goes to ``OUT/adapter``.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+import shutil
+import time
+from pathlib import Path
+from typing import Any
+
+from judgegap.errors import JudgegapError
+
+
+def _rounds_done(out: Path) -> list[int]:
+    d = out / "rounds"
+    return sorted(int(p.name.split("-")[1]) for p in d.glob("round-*")
+                  if (p / "log.json").is_file() and (p / "adapter").is_dir()) if d.is_dir() else []
+
+
+def prompt_windows(ctx: Any, rounds: int, per_round: int, seed: int) -> list[list[tuple[str, Any]]]:
+    """Per round, ``per_round`` (dataset, item) pairs: all training items in a seeded order, cycled,
+    so every round gets fresh prompts until the items run out."""
+    pool = [(ds, it) for ds, items in sorted(ctx.items.items()) for it in items]
+    random.Random(seed).shuffle(pool)
+    return [[pool[(r * per_round + k) % len(pool)] for k in range(per_round)] for r in range(rounds)]
+
+
+def train_see(be: Any, ctx: Any, cfg: Any, p: Any, out: Path, resume: bool, progress: Any = None) -> dict[str, Any]:
+    import torch
+    from datasets import Dataset
+    from peft import LoraConfig, PeftModel, get_peft_model
+    from transformers import DataCollatorForSeq2Seq, TrainingArguments, set_seed
+    from trl import GRPOConfig, GRPOTrainer
+
+    from judgegap.experiments.candidates import clean_answer, display_answer
+    from judgegap.metrics.qa import score_item
+    from judgegap.metrics.scores import f1_reference_score
+    from judgegap.prompts import PROMPTS
+    from judgegap.training.methods import Example
+    from judgegap.training.reward import RewardWeights, see_reward, split_scored_reply
+    from judgegap.training.sft import IGNORE, encode_all, peak_rss_gib, target_only_trainer
+
+    h = cfg.training
+    gen_t, score_t = PROMPTS.get(p.generate_template), PROMPTS.get(p.score_template)
+    weights = RewardWeights(p.w_quality, p.w_calibration, p.gamma, p.format_penalty)
+    done = _rounds_done(out) if resume else []
+    if resume and not done and (out / "rounds").exists():
+        raise JudgegapError(f"--resume: no complete round in {out / 'rounds'} to continue from")
+    start = done[-1] + 1 if done else 0
+    if done:
+        model = PeftModel.from_pretrained(be.model, str(out / "rounds" / f"round-{done[-1]}" / "adapter"),
+                                          is_trainable=True)
+    else:
+        model = get_peft_model(be.model, LoraConfig(r=cfg.lora.r, lora_alpha=cfg.lora.alpha,
+                                                    lora_dropout=cfg.lora.dropout,
+                                                    target_modules=cfg.lora.target_modules, task_type="CAUSAL_LM"))
+    unans = {ds: any(not it.answerable for it in ctx.pools[ds]) for ds in ctx.items}
+    windows = prompt_windows(ctx, p.rounds, p.prompts_per_round, cfg.seed)
+    on_gpu = be.device == "cuda"
+    rounds_log = [json.loads((out / "rounds" / f"round-{r}" / "log.json").read_text()) for r in done]
+    task = progress.add_task("SEE rounds", total=p.rounds) if progress is not None else None
+    if task is not None:
+        progress.update(task, completed=start)
+    t_all = time.perf_counter()
+    for r in range(start, p.rounds):
+        t0 = time.perf_counter()
+        set_seed(cfg.seed + r)
+        window = windows[r]
+        by_key = {f"{ds}|{it.id}": (ds, it) for ds, it in window}
+        rows = [{"prompt": be.render(gen_t.render(context=it.context, question=it.question,
+                                                  allow_unanswerable=unans[ds])), "key": f"{ds}|{it.id}"}
+                for ds, it in window]
+        parts: list[dict[str, float]] = []
+        samples: list[tuple[str, str, float]] = []
+
+        def reward(prompts: list[str], completions: list[str], key: list[str], **_: Any) -> list[float]:
+            out_r = []
+            for text, k in zip(completions, key):
+                ds, it = by_key[k]
+                answer, self_score = split_scored_reply(text)
+                pred = clean_answer(answer)
+                f1 = score_item(ctx.metrics[ds], pred, it)[1]
+                ref = f1_reference_score(f1) if p.reference == "f1" else (10 if f1 >= p.f1_threshold else 1)
+                got = see_reward(f1, self_score, ref, weights)
+                parts.append(got)
+                samples.append((k, pred, f1))
+                out_r.append(got["reward"])
+            return out_r
+
+        gargs = GRPOConfig(
+            output_dir=str(out / "rounds" / f"round-{r}" / "grpo"), per_device_train_batch_size=p.batch_size,
+            num_generations=p.num_generations, max_completion_length=p.max_completion_tokens,
+            temperature=p.temperature, num_train_epochs=1, learning_rate=h.learning_rate, seed=cfg.seed + r,
+            use_cpu=not on_gpu, bf16=on_gpu and torch.cuda.is_bf16_supported(), report_to=[], logging_steps=1,
+            save_strategy="no", disable_tqdm=True, beta=p.kl_beta)
+        grpo = GRPOTrainer(model=model, reward_funcs=[reward], args=gargs, train_dataset=Dataset.from_list(rows),
+                           processing_class=be.tok)
+        grpo.train()
+        policy_loss = [float(x["loss"]) for x in grpo.state.log_history if "loss" in x]
+        model = grpo.model
+        # MJD on the round's samples: the separate self-score prompt, loss on the score tokens only
+        examples = []
+        for k, pred, f1 in samples:
+            ds, it = by_key[k]
+            ref = f1_reference_score(f1) if p.reference == "f1" else (10 if f1 >= p.f1_threshold else 1)
+            prompt = score_t.render(context=it.context, question=it.question, candidate=display_answer(pred),
+                                    allow_unanswerable=unans[ds])
+            examples.append(Example(prompt, f" {ref}", "own_sample", it.id, ds, int(f1 >= p.f1_threshold)))
+        enc_rows, _ = encode_all(be.encoder, examples, h.max_length)
+        mjd_loss: list[float] = []
+        if enc_rows:
+            be.tok.padding_side = "right"
+            sargs = TrainingArguments(
+                output_dir=str(out / "rounds" / f"round-{r}" / "mjd"), per_device_train_batch_size=h.batch_size,
+                num_train_epochs=p.mjd_epochs, learning_rate=h.learning_rate, logging_steps=1, save_strategy="no",
+                report_to=[], disable_tqdm=True, use_cpu=not on_gpu, seed=cfg.seed + r,
+                bf16=on_gpu and torch.cuda.is_bf16_supported(), remove_unused_columns=False)
+            sft = target_only_trainer(model, sargs, Dataset.from_list(enc_rows),
+                                      DataCollatorForSeq2Seq(be.tok, label_pad_token_id=IGNORE, padding=True), [])
+            sft.train()
+            be.tok.padding_side = "left"
+            mjd_loss = [float(x["loss"]) for x in sft.state.log_history if "loss" in x]
+        n = max(1, len(parts))
+        log = {"round": r, "prompts": len(rows), "samples": len(parts),
+               "quality": sum(x["quality"] for x in parts) / n, "calibration": sum(x["calibration"] for x in parts) / n,
+               "format_ok": sum(x["format_ok"] for x in parts) / n, "reward": sum(x["reward"] for x in parts) / n,
+               "policy_loss": policy_loss, "mjd_examples": len(enc_rows), "mjd_loss": mjd_loss,
+               "seconds": round(time.perf_counter() - t0, 2)}
+        rdir = out / "rounds" / f"round-{r}"
+        model.save_pretrained(str(rdir / "adapter"))
+        (rdir / "log.json").write_text(json.dumps(log, indent=1))  # written last: marks the round complete
+        for sub in ("grpo", "mjd"):
+            shutil.rmtree(rdir / sub, ignore_errors=True)
+        rounds_log.append(log)
+        if task is not None:
+            progress.update(task, completed=r + 1)
+    target, tmp = out / "adapter", out / "adapter.tmp"
+    shutil.rmtree(tmp, ignore_errors=True)
+    model.save_pretrained(str(tmp))
+    shutil.rmtree(target, ignore_errors=True)
+    tmp.rename(target)
+    model.eval()
+    be.tok.padding_side = "left"
+    secs = [x["seconds"] for x in rounds_log]
+    return {"steps": len(rounds_log), "rounds": rounds_log, "resumed_from": f"round-{done[-1]}" if done else None,
+            "steps_this_process": p.rounds - start, "train_seconds": round(time.perf_counter() - t_all, 2),
+            "seconds_per_step": round(sum(secs) / len(secs), 3) if secs else None, "step_unit": "round",
+            "examples": sum(x["samples"] for x in rounds_log),
+            "loss": [{"step": x["round"] + 1, "loss": x["mjd_loss"][-1]} for x in rounds_log if x["mjd_loss"]],
+            "final_loss": rounds_log[-1]["mjd_loss"][-1] if rounds_log and rounds_log[-1]["mjd_loss"] else None,
+            "peak_rss_gib": round(peak_rss_gib(), 3),
+            "peak_gpu_gib": round(torch.cuda.max_memory_allocated() / 2**30, 3) if on_gpu else None,
+            "trainable_parameters": int(sum(q.numel() for q in model.parameters() if q.requires_grad))}
