@@ -4,7 +4,6 @@ log-probability on acceptance (correctness fixed) and finds none when log-probs 
 from __future__ import annotations
 
 import numpy as np
-import pytest
 
 from judgegap.metrics.self_agreement import self_agreement
 

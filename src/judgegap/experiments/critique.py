@@ -16,7 +16,6 @@ votes too (``critique/vote``); the summary compares rounds on the same items wit
 
 from __future__ import annotations
 
-from collections import defaultdict
 from typing import Any, Literal
 
 import numpy as np
@@ -29,7 +28,7 @@ from judgegap.experiments.base import (EXPERIMENTS, ExperimentBase, RunContext, 
 from judgegap.experiments.candidates import clean_answer, display_answer
 from judgegap.experiments.critique_protocols import PROTOCOLS, Agent, Group
 from judgegap.metrics.bootstrap import settings as bootstrap_settings
-from judgegap.metrics.critique import round_measures, same_answer, vote
+from judgegap.metrics.critique import same_answer, vote
 from judgegap.metrics.qa import score_item
 from judgegap.prompts import JUDGE_CHOICES, PROMPTS
 from judgegap.store import Store
