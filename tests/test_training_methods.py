@@ -203,6 +203,7 @@ def test_see_runs_rounds_logs_reward_parts_and_resumes_after_the_last_round(tmp_
     log0 = json.loads(r0)
     assert log0["samples"] == 2 * 2 and set(log0) >= {"quality", "calibration", "format_ok", "reward", "mjd_loss"}
     assert log0["mjd_examples"] == 4 and log0["mjd_loss"]
+    assert log0["format_ok"] == 1.0 and 0 < log0["calibration"] <= 1  # assessment mode: always a score
     cfg["method"]["params"]["rounds"] = 2
     p = cli_inproc("train", str(_write(tmp_path, cfg)), "--no-eval", "--resume")
     assert p.returncode == 0, p.stderr

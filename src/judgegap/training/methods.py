@@ -239,13 +239,22 @@ class SEEParams(BaseModel):
     kl_beta: float = Field(default=0.0, ge=0.0, description="GRPO's KL penalty to the base policy (0 = none)")
     mjd_epochs: float = Field(default=1.0, gt=0.0, description="MJD passes over each round's samples")
     reference: Literal["f1", "correct"] = "f1"
+    self_score: Literal["assessment", "reply"] = Field(
+        default="assessment", description="assessment: the policy's expected score from the separate self-score"
+        " prompt on its answer (what selfscore measures; always readable); reply: the score the policy writes"
+        " after its answer (SEE's format, generate_template qa_generate_scored; unreadable = format penalty)")
     w_quality: float = Field(default=0.7, ge=0.0)
     w_calibration: float = Field(default=0.3, ge=0.0)
     gamma: float = Field(default=2.0, gt=0.0)
     format_penalty: float = -1.0
     f1_threshold: float = Field(default=0.5, gt=0.0, le=1.0)
-    generate_template: str = "qa_generate_scored@1"
+    generate_template: str | None = Field(default=None, description="default: qa_generate@2 (assessment),"
+                                          " qa_generate_scored@1 (reply)")
     score_template: str = "self_score@2"
+
+    @property
+    def policy_template(self) -> str:
+        return self.generate_template or ("qa_generate@2" if self.self_score == "assessment" else "qa_generate_scored@1")
 
     @field_validator("batch_size")
     @classmethod

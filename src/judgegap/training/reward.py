@@ -37,9 +37,10 @@ def split_scored_reply(text: str) -> tuple[str, int | None]:
     return answer, score
 
 
-def see_reward(quality: float, self_score: int | None, reference: float, w: RewardWeights = RewardWeights()
+def see_reward(quality: float, self_score: float | None, reference: float, w: RewardWeights = RewardWeights()
                ) -> dict[str, float]:
-    """The reward and its parts (logged per round): quality, calibration, format_ok, reward."""
+    """The reward and its parts (logged per round): quality, calibration, format_ok, reward.
+    ``self_score`` may be an expected score (a float on lo..hi) or a written one (an int)."""
     if not 0.0 <= quality <= 1.0:
         raise ValueError(f"quality {quality} is outside [0, 1]")
     if self_score is None or not w.lo <= self_score <= w.hi:

@@ -4,11 +4,15 @@ Masked Judge Distillation step on the same LoRA adapter.
 Each round takes a fresh window of training prompts (cycling through the training items in a
 seeded order) and
 
-1. **policy step** (trl's ``GRPOTrainer``): the model answers in the ``qa_generate_scored`` format
-   (the answer, then "Score: N"), ``num_generations`` samples per prompt; each sample's reward is
-   judgegap.training.reward.see_reward -- the answer's official F1 as quality, the agreement of
-   its own score with the reference (1 + 9 F1, or 10 / 1 by correctness), a format penalty when no
-   score can be read;
+1. **policy step** (trl's ``GRPOTrainer``): ``num_generations`` sampled answers per prompt; each
+   sample's reward is judgegap.training.reward.see_reward -- the answer's official F1 as quality,
+   the agreement of the model's own score of that answer with the reference (1 + 9 F1, or 10 / 1
+   by correctness). The own score is, by default (``self_score: assessment``), the current
+   policy's expected score under the separate self-score prompt -- what the selfscore experiment
+   reads, and always readable; with ``self_score: reply`` it is the "Score: N" the policy writes
+   after its answer (SEE's own format), and a reply without one gets the format penalty. (Small
+   models rarely follow that format: SmolLM2-135M wrote no score in any of its first 8 replies,
+   so every reward was the penalty and the policy step had nothing to learn from.)
 2. **MJD step**: the round's sampled answers through the separate self-score prompt (what the
    selfscore experiment reads), loss on the score tokens only, target the reference
    (judgegap.training.sft's target-only loss).
@@ -53,14 +57,14 @@ def train_see(be: Any, ctx: Any, cfg: Any, p: Any, out: Path, resume: bool, prog
 
     from judgegap.experiments.candidates import clean_answer, display_answer
     from judgegap.metrics.qa import score_item
-    from judgegap.metrics.scores import f1_reference_score
+    from judgegap.metrics.scores import SCORE_CHOICES, expected_score, f1_reference_score, score_distribution
     from judgegap.prompts import PROMPTS
     from judgegap.training.methods import Example
     from judgegap.training.reward import RewardWeights, see_reward, split_scored_reply
     from judgegap.training.sft import IGNORE, encode_all, peak_rss_gib, target_only_trainer
 
     h = cfg.training
-    gen_t, score_t = PROMPTS.get(p.generate_template), PROMPTS.get(p.score_template)
+    gen_t, score_t = PROMPTS.get(p.policy_template), PROMPTS.get(p.score_template)
     weights = RewardWeights(p.w_quality, p.w_calibration, p.gamma, p.format_penalty)
     done = _rounds_done(out) if resume else []
     if resume and not done and (out / "rounds").exists():
@@ -92,12 +96,28 @@ def train_see(be: Any, ctx: Any, cfg: Any, p: Any, out: Path, resume: bool, prog
         parts: list[dict[str, float]] = []
         samples: list[tuple[str, str, float]] = []
 
+        def assessed(keys: list[str], preds: list[str]) -> list[float]:
+            """The current policy's expected self-score of each answer (separate self-score prompt)."""
+            prompts = [score_t.render(context=by_key[k][1].context, question=by_key[k][1].question,
+                                      candidate=display_answer(pr), allow_unanswerable=unans[by_key[k][0]])
+                       for k, pr in zip(keys, preds)]
+            was_training = model.training
+            model.eval()
+            try:
+                lps = be.score_choices(prompts, list(SCORE_CHOICES))  # be.model carries the LoRA layers
+            finally:
+                model.train(was_training)
+            return [expected_score(score_distribution(lp, extensions=be.choice_extensions(pr, list(SCORE_CHOICES)))[0])
+                    for lp, pr in zip(lps, prompts)]
+
         def reward(prompts: list[str], completions: list[str], key: list[str], **_: Any) -> list[float]:
             out_r = []
-            for text, k in zip(completions, key):
+            replies = [split_scored_reply(t) if p.self_score == "reply" else (t.strip().split("\n", 1)[0], None)
+                       for t in completions]
+            preds = [clean_answer(a) for a, _ in replies]
+            selfs = [s for _, s in replies] if p.self_score == "reply" else assessed(list(key), preds)
+            for pred, self_score, k in zip(preds, selfs, key):
                 ds, it = by_key[k]
-                answer, self_score = split_scored_reply(text)
-                pred = clean_answer(answer)
                 f1 = score_item(ctx.metrics[ds], pred, it)[1]
                 ref = f1_reference_score(f1) if p.reference == "f1" else (10 if f1 >= p.f1_threshold else 1)
                 got = see_reward(f1, self_score, ref, weights)
