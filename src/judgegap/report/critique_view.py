@@ -23,7 +23,7 @@ def critique_view(summ: dict[str, Any], fig_dir: Any = None) -> dict[str, Any]:
                         xs, [r["accuracy"]["value"] for r in s["rounds"]])
                     flips.append({"protocol": proto, "group": group, "track": track,
                                   "rounds": s["rounds"][-1]["round"], **s["flip_matrix_final"]})
-            png = plots.lines(series, f"{ds} · {proto}: accuracy by round", "round", "accuracy")
+            png = plots.lines(series, f"{ds} · {proto}: accuracy by round", "round", "accuracy", integer_x=True)
             if fig_dir is not None:
                 fig_dir.mkdir(parents=True, exist_ok=True)
                 path = fig_dir / f"critique_{ds}_{proto}.png".replace("/", "_")

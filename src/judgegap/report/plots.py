@@ -153,12 +153,17 @@ def histograms(hists: dict[str, list[int]], title: str, xlabel: str = "argmax sc
 
 
 def lines(series: dict[str, tuple[list[float], list[float]]], title: str, xlabel: str, ylabel: str,
-          ylim: tuple[float, float] | None = (0, 1), xticklabels: list[str] | None = None) -> bytes:
+          ylim: tuple[float, float] | None = (0, 1), xticklabels: list[str] | None = None,
+          integer_x: bool = False) -> bytes:
     fig, ax = plt.subplots(figsize=(5.5, 3.5))
     for name, (x, y) in series.items():
         ax.plot(x, y, marker="." if len(x) < 60 else None, label=name)
     if xticklabels is not None:
         ax.set_xticks(range(len(xticklabels)), xticklabels, rotation=30, ha="right", fontsize=7)
+    elif integer_x:  # rounds, steps: whole numbers only
+        from matplotlib.ticker import MaxNLocator
+
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     ax.set_xlabel(xlabel)
     ax.set_ylabel(ylabel)
     if ylim:

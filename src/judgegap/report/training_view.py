@@ -20,7 +20,7 @@ def build_training_report(summary: dict[str, Any], path: Path) -> None:
     rounds_png = b64(plots.lines({k: ([r["round"] for r in rounds], [r[k] for r in rounds])
                                   for k in ("reward", "quality", "calibration", "format_ok")},
                                  "SEE: reward parts per round (means over the round's samples)", "round", "value",
-                                 ylim=None)) if rounds else None
+                                 ylim=None, integer_x=True)) if rounds else None
     cfg = summary["config"]
     ev = summary.get("evaluation") or {}
     html = _ENV.get_template("training.html.jinja2").render(
