@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import json
 import sqlite3
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -194,3 +196,59 @@ def test_openai_backend_against_the_real_llama_cpp_server(lcpp, items):
                                          candidate=items[0].answers[0], allow_unanswerable=False)
     with pytest.raises(BackendError, match="cannot be read exactly"):
         srv.score_choices([s], list(SCORE_CHOICES))
+
+
+def test_ctrl_c_inside_a_llama_cpp_call_marks_the_run_interrupted(tmp_path, data_dir):
+    """SIGINT mostly lands inside llama.cpp's native call, whose server turns the exception into an
+    error reply; the run must still end as *interrupted* (exit 130, the resume hint), not *failed*."""
+    import signal
+    import time
+
+    from tests.conftest import count_calls
+
+    cfg = {"name": "lc", "output_dir": str(tmp_path / "out"), "data_dir": str(data_dir), "bootstrap_resamples": 100,
+           "datasets": [{"name": "squad2", "n": 6}],
+           "models": [{"name": "m", "backend": "llamacpp", "model": MODEL, "n_ctx": 2048,
+                       "generation": {"max_new_tokens": 4}}],
+           "experiments": [{"name": "asymmetry", "params": {"text_verdict": False}}]}
+    (tmp_path / "c.yaml").write_text(yaml.safe_dump(cfg))
+    db = call_cache_file()
+    proc = subprocess.Popen([sys.executable, "-m", "judgegap.cli", "run", str(tmp_path / "c.yaml")],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    deadline = time.time() + 180
+    while count_calls(db) < 1 and time.time() < deadline and proc.poll() is None:
+        time.sleep(0.02)
+    assert proc.poll() is None, "the run ended before it could be interrupted"
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 130, err
+    assert err.strip().splitlines()[-1].startswith("error: interrupted: completed model calls are stored"), err
+    from judgegap.store import Store
+
+    st = Store.in_dir(tmp_path / "out")
+    status = st.last_run()["status"]
+    st.close()
+    assert status == "interrupted"
+
+
+def test_an_error_reply_after_a_signal_is_an_interrupt(lcpp, monkeypatch):
+    """Where the signal lands inside llama.cpp's call, xllamacpp catches the raised Interrupted and
+    returns it as an error reply -- this one, seen when a real run was stopped mid-call:
+    {'code': 500, 'type': 'server_error', 'message': 'interrupted: ...'}. After a signal such a
+    reply must raise Interrupted (the run is then marked interrupted); without one it stays a
+    BackendError. The reply is replayed on the real backend (a real signal lands there by chance)."""
+    from judgegap.errors import INTERRUPT_MESSAGE, Interrupted, _INTERRUPT, mark_interrupted
+
+    reply = {"code": 500, "type": "server_error", "message": INTERRUPT_MESSAGE}
+    class Replay:  # the native Server's method is read-only: stand in for one call's reply
+        def handle_completions(self, body):
+            return {"error": reply}
+
+    monkeypatch.setattr(lcpp, "server", Replay())
+    monkeypatch.setitem(_INTERRUPT, "seen", False)
+    req = [GenRequest(ChatPrompt.of(None, "Say hi", ""), max_new_tokens=2)]
+    with pytest.raises(BackendError):
+        lcpp.generate(req)
+    mark_interrupted()
+    with pytest.raises(Interrupted):
+        lcpp.generate(req)

@@ -608,9 +608,10 @@ def store_export(
 def _on_signal(signum: int, _frame: Any) -> None:
     """Ctrl-C / SIGTERM become an error we report ourselves: typer would turn a KeyboardInterrupt
     into a silent exit 130 before any handler of ours ran."""
-    from judgegap.errors import Interrupted
+    from judgegap.errors import INTERRUPT_MESSAGE, Interrupted, mark_interrupted
 
-    raise Interrupted("interrupted: completed model calls are stored; rerun with --resume to continue")
+    mark_interrupted()
+    raise Interrupted(INTERRUPT_MESSAGE)
 
 
 def _export_calls(cache: Any, path: Path) -> int:

@@ -36,6 +36,23 @@ class Interrupted(JudgegapError):
     exit_code = 130
 
 
+_INTERRUPT = {"seen": False}
+INTERRUPT_MESSAGE = "interrupted: completed model calls are stored; rerun with --resume to continue"
+
+
+def mark_interrupted() -> None:
+    """Record that a signal arrived (the CLI's handler calls this before raising :class:`Interrupted`)."""
+    _INTERRUPT["seen"] = True
+
+
+def raise_if_interrupted() -> None:
+    """For backends whose native code catches exceptions raised during a call (llama.cpp's server
+    returns them as an error reply): turn a failure that follows a signal back into Interrupted,
+    so the run is marked interrupted, not failed."""
+    if _INTERRUPT["seen"]:
+        raise Interrupted(INTERRUPT_MESSAGE)
+
+
 def json_kind(v: object) -> str:
     """How a JSON value is named in an error line ("null", "a number", "a list", ...)."""
     return "null" if v is None else {str: "a string", int: "a number", float: "a number", bool: "a boolean",

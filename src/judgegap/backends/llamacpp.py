@@ -168,11 +168,15 @@ class LlamaCppBackend(Backend):
     # -- transport ------------------------------------------------------------------------
     def _call(self, body: dict[str, Any]) -> dict[str, Any]:
         self.requests += 1
+        from judgegap.errors import raise_if_interrupted
+
         try:
             res = self.server.handle_completions({**body, "cache_prompt": True})
         except Exception as exc:  # noqa: BLE001
+            raise_if_interrupted()
             raise BackendError(f"llama.cpp request failed: {type(exc).__name__}: {str(exc)[:160]}") from None
         if not isinstance(res, dict) or "choices" not in res:
+            raise_if_interrupted()  # a Ctrl-C inside the call comes back as an error reply
             msg = (res or {}).get("error", {}).get("message") if isinstance(res, dict) else None
             raise BackendError(f"llama.cpp request failed: {msg or str(res)[:160]}")
         usage, timings = res.get("usage") or {}, res.get("timings") or {}
