@@ -30,7 +30,7 @@ import numpy as np
 
 from judgegap.metrics.bootstrap import bootstrap_indices, paired_diff_ci
 from judgegap.metrics.calibration import ece
-from judgegap.metrics.critique import round_measures, same_answer
+from judgegap.metrics.critique import paired_gain_diff, round_measures, same_answer
 
 SAME_MODEL_MARGIN = 0.05
 
@@ -88,8 +88,7 @@ def _group_tokens(tracks: dict[tuple[str, str, str, str], dict[int, dict[str, di
 
 def summarize_turns(turns: list[dict[str, Any]], votes: list[dict[str, Any]], R: int, kw: dict[str, Any],
                     f1_threshold: float) -> dict[str, Any]:
-    tracks = _tracks(turns + votes)
-    raw = {k: v for k, v in tracks.items()}
+    raw = _tracks(turns + votes)
     out: dict[str, Any] = {"experiment": "critique", "rounds": R, "f1_threshold": f1_threshold, "datasets": {},
                            "definitions": {
                                "right_to_wrong": "share of items right at round 0 and wrong at round r",
@@ -144,6 +143,18 @@ def _tokens_spent(tracks: Any, key: tuple[str, str, str], ids: list[str], R: int
     return float(total)
 
 
+def _gain_vs_self_revise(tracks: Any, ds: str, model: str, ids: list[str], r0: dict[str, dict],
+                         rR: dict[str, dict], R: int, kw: dict[str, Any]) -> tuple[dict[str, Any], list[str]] | None:
+    """A track's accuracy gain (round R - round 0) minus the same model's self-revise gain, paired
+    over the items both have; None when self-revise did not run on any of them."""
+    sids, s0, sR = _aligned(tracks, (ds, "self-revise", model, model), R)
+    common = [i for i in ids if i in set(sids)]
+    if not common:
+        return None
+    return paired_gain_diff([rR[i]["correct"] - r0[i]["correct"] for i in common],
+                            [sR[i]["correct"] - s0[i]["correct"] for i in common], **kw), common
+
+
 def readings(tracks: Any, R: int, kw: dict[str, Any]) -> list[dict[str, Any]]:
     """Seed 004's claims, read per dataset from the stored turns (see the module docstring)."""
     evidence: dict[tuple[str, str], list[dict[str, Any]]] = defaultdict(list)
@@ -176,23 +187,17 @@ def readings(tracks: Any, R: int, kw: dict[str, Any]) -> list[dict[str, Any]]:
                     {"track": f"{proto} · {group}", "measure": "ECE, round R - round 0", "estimate": e,
                      "verdict": _verdict(e, -1)})
             author = group.split("<-")[0]
-            sids, s0, sR = _aligned(tracks, (ds, "self-revise", author, author), R)
-            common = [i for i in ids if i in set(sids)]
-            if common:
-                gain_c = np.array([rR[i]["correct"] - r0[i]["correct"] for i in common], float)
-                gain_s = np.array([sR[i]["correct"] - s0[i]["correct"] for i in common], float)
-                e = paired_diff_ci(gain_c, gain_s, **kw).to_dict()
+            got = _gain_vs_self_revise(tracks, ds, author, ids, r0, rR, R, kw)
+            if got:
+                e, _ = got
                 evidence[(ds, "cross_beats_self")].append(
                     {"track": f"{group} vs self-revise · {author}", "measure": "accuracy gain, cross - self",
                      "estimate": e, "verdict": _verdict(e, +1)})
         if proto == "same-model-debate" and agent == "vote:majority":
             model = group.rsplit("x", 1)[0]
-            sids, s0, sR = _aligned(tracks, (ds, "self-revise", model, model), R)
-            common = [i for i in ids if i in set(sids)]
-            if common:
-                gain_d = np.array([rR[i]["correct"] - r0[i]["correct"] for i in common], float)
-                gain_s = np.array([sR[i]["correct"] - s0[i]["correct"] for i in common], float)
-                e = paired_diff_ci(gain_d, gain_s, **kw).to_dict()
+            got = _gain_vs_self_revise(tracks, ds, model, ids, r0, rR, R, kw)
+            if got:
+                e, common = got
                 spent = _tokens_spent(tracks, (ds, proto, group), common, R)
                 own = _tokens_spent(tracks, (ds, "self-revise", model), common, R)
                 evidence[(ds, "same_model_debate")].append(
