@@ -45,14 +45,18 @@ CHATML = ("{% for m in messages %}<|im_start|>{{ m['role'] }}\n{{ m['content'] }
           "{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}")
 
 
-def build_tiny_model(path: Path, seed: int = 0) -> Path:
-    """A 2-layer random Llama with a byte-level BPE tokenizer trained here (no download)."""
+def build_tiny_model(path: Path, seed: int = 0, split_digits: bool = False) -> Path:
+    """A 2-layer random Llama with a byte-level BPE tokenizer trained here (no download).
+    ``split_digits``: digits pre-split one by one, so " 10" is several tokens (as in the bundled models)."""
     import torch
     from tokenizers import Tokenizer, models, pre_tokenizers, trainers, decoders
     from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
 
     tok = Tokenizer(models.BPE(unk_token=None))
     tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    if split_digits:
+        tok.pre_tokenizer = pre_tokenizers.Sequence([pre_tokenizers.Digits(individual_digits=True),
+                                                     pre_tokenizers.ByteLevel(add_prefix_space=False)])
     tok.decoder = decoders.ByteLevel()
     corpus = ["Passage: Paris is the capital of France. Question: What is the capital? Answer: Paris",
               "Yes No yes no correct incorrect unanswerable Verdict: 1 2 3 4 5 6 7 8 9 10",

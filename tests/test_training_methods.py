@@ -215,3 +215,141 @@ def test_see_runs_rounds_logs_reward_parts_and_resumes_after_the_last_round(tmp_
     assert tuned.fingerprint()["adapter"]
     html = (out / "report.html").read_text()
     assert 'id="rounds-table"' in html
+
+
+# -- soft-target MJD -----------------------------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def tiny_digits(tmp_path_factory):
+    """A tiny model whose tokenizer splits digits: " 10" is " " + "1" + "0", " 7" is " " + "7"."""
+    from tests.conftest import build_tiny_model
+
+    return build_tiny_model(tmp_path_factory.mktemp("tinyd") / "model", seed=1, split_digits=True)
+
+
+def test_soft_f1_target():
+    from judgegap.training.methods import soft_f1_target
+
+    assert soft_f1_target(0.0) == [1.0] + [0.0] * 9 and soft_f1_target(1.0) == [0.0] * 9 + [1.0]
+    q = soft_f1_target(0.5)  # 5.5: half 5, half 6
+    assert q[4] == pytest.approx(0.5) and q[5] == pytest.approx(0.5) and sum(q) == pytest.approx(1.0)
+    for f1 in (0.13, 0.37, 0.71, 0.99):
+        q = soft_f1_target(f1)
+        assert sum(q) == pytest.approx(1.0) and sum(x > 0 for x in q) <= 2
+        assert sum((i + 1) * x for i, x in enumerate(q)) == pytest.approx(1 + 9 * f1)
+    with pytest.raises(ValueError):
+        soft_f1_target(-0.1)
+
+
+@pytest.mark.parametrize("which", ["tiny", "digits"])
+def test_soft_score_loss_reads_the_selfscore_probabilities(which, tiny_model, tiny_digits, data_dir):
+    """The soft loss's P(exactly score s) -- one forward pass, logits only at the score positions --
+    must equal what the selfscore experiment reads through score_choices + exact_choice_probs, on a
+    tokenizer where " 10" is one token and on one where every score starts with " " and " 10" is
+    three tokens; and the loss must be -sum q log of those. Fails if a position is off by one or an
+    extension is not subtracted."""
+    import math
+
+    import torch
+
+    from judgegap.backends.base import ChatPrompt
+    from judgegap.backends.hf import HFBackend
+    from judgegap.metrics.scores import SCORE_CHOICES, exact_choice_probs
+    from judgegap.training.soft import encode_soft_example, exact_score_logprobs, soft_collator, soft_score_loss
+    from judgegap.training.sft import IGNORE
+    from transformers import DataCollatorForSeq2Seq
+
+    be = HFBackend(str(tiny_model if which == "tiny" else tiny_digits))
+    prompts = [ChatPrompt.of("Rate 1-10.", f"Passage: Paris is the capital{'.' * k} Question: capital?"
+                          " Answer: Paris. Score:") for k in range(1, 4)]
+    choices = list(SCORE_CHOICES)
+    rng = torch.Generator().manual_seed(0)
+    qs = [torch.softmax(torch.randn(10, generator=rng), 0).tolist() for _ in prompts]
+    qs = [[x / sum(q) for x in q] for q in qs]
+    rows = [encode_soft_example(be.encoder, pr, choices, q) for pr, q in zip(prompts, qs)]
+    if which == "digits":
+        assert max(len(c) for c in rows[0]["soft_tok"]) == 3 and len(rows[0]["soft_pos"]) == 3
+    else:
+        assert len(rows[0]["soft_pos"]) == 1
+    want = [exact_choice_probs(choices, lp, be.choice_extensions(pr, choices))
+            for pr, lp in zip(prompts, be.score_choices(prompts, choices))]
+    be.tok.padding_side = "right"
+    batch = soft_collator(DataCollatorForSeq2Seq(be.tok, label_pad_token_id=IGNORE, padding=True))(
+        [dict(r) for r in rows])
+    assert (batch["labels"] == IGNORE).all()
+    model = be.model
+    with torch.no_grad():
+        loss = soft_score_loss(model, batch).item()
+        logits = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits
+        got = []
+        for b, r in enumerate(rows):
+            node = torch.log_softmax(logits[b, r["soft_pos"]].float(), -1)
+            got.append(exact_score_logprobs(node, batch["soft_tok"][b, :, :len(r["soft_pos"])],
+                                            batch["soft_ext"][b]).exp().tolist())
+    for g, w in zip(got, want):
+        assert g == pytest.approx(w, rel=1e-4, abs=1e-8)
+    ref = sum(-sum(q * math.log(max(p, 1e-12)) for q, p in zip(qr, w)) for qr, w in zip(qs, want)) / len(qs)
+    assert loss == pytest.approx(ref, rel=2e-3)
+
+
+def test_mjd_soft_targets_from_a_reference_model_move_the_distribution(tmp_path, data_dir, tiny_digits, tiny_model):
+    """reference: model + targets: soft: the targets are another model's score distributions on the
+    same self-score prompts (recorded), and a few steps move the tuned model's distribution toward
+    them (KL(ref || model) falls on most examples). Fails if the soft loss trains the wrong positions."""
+    import numpy as np
+
+    from judgegap.backends.hf import HFBackend
+    from judgegap.metrics.scores import SCORE_CHOICES, score_distribution
+    from judgegap.training.config import parse_train_config
+    from judgegap.training.methods import METHODS, TrainContext
+    from judgegap.training.pipeline import training_items
+    from judgegap.backends import CachedBackend
+    from judgegap.store.calls import CallCache
+
+    params = {"reference": "model", "targets": "soft", "own_answers": 0.0,
+              "reference_model": {"name": "ref", "model": str(tiny_model)}}
+    cfg = _train_cfg(tmp_path, data_dir, tiny_digits, method={"name": "mjd", "params": params},
+                     training={"max_steps": 14, "batch_size": 6, "learning_rate": 0.03, "save_steps": 14,
+                               "max_length": 4096})
+    p = cli_inproc("train", str(_write(tmp_path, cfg)), "--no-eval")
+    assert p.returncode == 0, p.stderr
+    meta = json.loads((tmp_path / "tr" / "adapter" / "judgegap_adapter.json").read_text())
+    assert meta["params"]["targets"] == "soft" and meta["params"]["reference_model"]["name"] == "ref"
+    tc = parse_train_config(cfg)
+    items, pools, metrics = training_items(tc)
+    base = HFBackend(str(tiny_digits))
+    method = METHODS.get("mjd")()
+    examples = method.build_examples(TrainContext(items=items, pools=pools, metrics=metrics,
+                                                  backend=CachedBackend(base, CallCache(tmp_path / "c.sqlite"), "m"),
+                                                  model_cfg=tc.model), method.parse_params(params))
+    ref_be = HFBackend(str(tiny_model))
+    prompts = [e.prompt for e in examples]
+    choices = list(SCORE_CHOICES)
+    for e, lp in zip(examples, ref_be.score_choices(prompts, choices)):
+        d = score_distribution(lp, choices, ref_be.choice_extensions(e.prompt, choices))[0]
+        assert e.meta["soft_target"] == pytest.approx(list(d), abs=1e-5) and e.target == f" {e.meta['reference']}"
+    tuned = HFBackend(str(tiny_digits), adapter=str(tmp_path / "tr" / "adapter"))
+
+    def kl(be):
+        out = []
+        for e, lp in zip(examples, be.score_choices(prompts, choices)):
+            d = score_distribution(lp, choices, be.choice_extensions(e.prompt, choices))[0]
+            q = np.asarray(e.meta["soft_target"])
+            out.append(float(np.sum(q * (np.log(np.maximum(q, 1e-12)) - np.log(np.maximum(d, 1e-12))))))
+        return out
+
+    kb, kt = kl(base), kl(tuned)
+    assert sum(t < b for b, t in zip(kb, kt)) >= 0.8 * len(kb) and np.mean(kt) < np.mean(kb), (kb, kt)
+
+
+@pytest.mark.parametrize("params,needle", [
+    ({"reference": "model"}, "reference: model needs reference_model"),
+    ({"reference": "f1", "reference_model": {"name": "r", "model": "smollm2-135m-instruct"}}, "set reference: model"),
+    ({"reference": "model", "reference_model": {"name": "r", "model": "/nonexistent/model"}}, "reference_model"),
+])
+def test_mjd_reference_model_bad_input_is_one_line(tmp_path, data_dir, tiny_model, params, needle):
+    cfg = _train_cfg(tmp_path, data_dir, tiny_model, method={"name": "mjd", "params": params})
+    p = cli_inproc("train", str(_write(tmp_path, cfg)), "--no-eval")
+    assert p.returncode != 0 and needle in p.stderr and "Traceback" not in p.stderr, p.stderr
+    assert len(p.stderr.strip().splitlines()) == 1, p.stderr
+    assert not (tmp_path / "tr" / "adapter").exists()

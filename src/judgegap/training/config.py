@@ -39,6 +39,9 @@ class Hyper(_Strict):
     weight_decay: float = Field(default=0.0, ge=0.0)
     gradient_checkpointing: bool = Field(default=False, description="recompute activations in the backward pass:"
                                          " much less memory for ~30% more time per step")
+    sampling: Literal["group_by_length", "random"] = Field(
+        default="group_by_length", description="batch order: group_by_length batches examples of similar length"
+        " (randomly, seeded), so a batch pads little; random is transformers' plain shuffle")
 
 
 class MethodConfig(NamedParams):

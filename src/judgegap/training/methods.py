@@ -16,9 +16,10 @@ from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from judgegap.backends.base import ChatPrompt
+from judgegap.config import ModelConfig
 from judgegap.errors import ConfigError, first_error
 from judgegap.registry import Registry
 
@@ -66,6 +67,9 @@ class TrainingMethod:
         except ValidationError as exc:
             loc, msg = first_error(exc)
             raise ValueError(f"method.params.{loc}: {msg}") from None
+
+    def check(self, params: Any) -> None:  # noqa: B027 - optional hook
+        """Input checks beyond the params' schema (e.g. a model's weights exist), before training."""
 
     def build_examples(self, ctx: TrainContext, params: Any) -> list[Example]:
         raise NotImplementedError
@@ -188,14 +192,51 @@ class GenSFT(TrainingMethod):
 
 class MJDParams(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    reference: Literal["f1", "correct"] = Field(
+    reference: Literal["f1", "correct", "model"] = Field(
         default="f1", description="the target score: f1 = 1 + 9 x official F1 (rounded); correct = 10 if the"
-        " official metric accepts the answer, else 1")
+        " official metric accepts the answer, else 1; model = reference_model's score distribution on the same"
+        " self-score prompt (its expected score, rounded, as a hard target)")
+    reference_model: ModelConfig | None = Field(
+        default=None, description="the external judge for reference: model (any backend that scores choices:"
+        " e.g. Qwen2.5-Coder-1.5B through llamacpp); its calls go through the call cache")
+    targets: Literal["hard", "soft"] = Field(
+        default="hard", description="hard: the loss on one score's tokens; soft: a cross-entropy against the whole"
+        " reference distribution over the ten scores (f1: 1 + 9 F1 split between its two nearest scores, so the"
+        " target's expected score is exactly 1 + 9 F1; model: the judge's distribution)")
     own_answers: float = Field(default=1.0, ge=0.0, le=4.0, description="share of the model's own answers")
     balanced: float = Field(default=1.0, ge=0.0, le=4.0, description="share of gold / wrong-span candidates")
     f1_threshold: float = Field(default=0.5, gt=0.0, le=1.0)
     generate_template: str = "qa_generate@2"
     score_template: str = "self_score@2"
+
+    @model_validator(mode="after")
+    def _reference_model(self) -> MJDParams:
+        if self.reference == "model" and self.reference_model is None:
+            raise ValueError("reference: model needs reference_model (the external judge's model entry)")
+        if self.reference != "model" and self.reference_model is not None:
+            raise ValueError(f"reference_model is given but reference is {self.reference!r} (set reference: model)")
+        if self.reference_model is not None:
+            from judgegap.backends import BACKENDS
+
+            caps = BACKENDS.get(self.reference_model.backend).capabilities_for(self.reference_model)
+            if not (caps.score_choices and caps.multi_token_choices):
+                raise ValueError(f"reference_model backend {self.reference_model.backend!r} cannot score the ten"
+                                 " score choices exactly (needs score_choices with multi-token choices)")
+        return self
+
+
+def soft_f1_target(f1: float) -> list[float]:
+    """1 + 9 F1 split between its two nearest scores (weights by distance), so the distribution's
+    expected score is exactly 1 + 9 F1: F1 0.5 -> 5.5 = half 5, half 6."""
+    if not 0.0 <= f1 <= 1.0:
+        raise ValueError(f"F1 {f1} is outside [0, 1]")
+    s = 1.0 + 9.0 * f1
+    lo = min(int(s), 10)
+    q = [0.0] * 10
+    q[lo - 1] += 1.0 - (s - lo)
+    if s > lo:
+        q[lo] += s - lo
+    return q
 
 
 @METHODS.register("mjd")
@@ -208,24 +249,70 @@ class MaskedJudgeDistillation(TrainingMethod):
     name = "mjd"
     Params = MJDParams
 
+    def check(self, p: MJDParams) -> None:
+        if p.reference_model is not None:
+            from judgegap.experiments.runner import check_model
+
+            check_model(p.reference_model, "method.params.reference_model")
+
     def build_examples(self, ctx: TrainContext, p: MJDParams) -> list[Example]:
         from judgegap.experiments.candidates import display_answer
-        from judgegap.metrics.scores import f1_reference_score
+        from judgegap.metrics.scores import SCORE_CHOICES, f1_reference_score
         from judgegap.prompts import PROMPTS
 
         score_t = PROMPTS.get(p.score_template)
 
         def scored(it: Any, pred: str, f1: float, label: int, source: str, ds: str, unans: bool) -> Example:
-            ref = f1_reference_score(f1) if p.reference == "f1" else (10 if label else 1)
+            ref = f1_reference_score(f1) if p.reference in ("f1", "model") else (10 if label else 1)
             prompt = score_t.render(context=it.context, question=it.question, candidate=display_answer(pred),
                                     allow_unanswerable=unans)
-            return Example(prompt, f" {ref}", source, it.id, ds, label, {"candidate": pred, "reference": ref})
+            meta: dict[str, Any] = {"candidate": pred, "reference": ref, "f1": f1}
+            if p.targets == "soft" and p.reference != "model":
+                q = soft_f1_target(f1) if p.reference == "f1" else [float(s == ref) for s in range(1, 11)]
+                meta |= {"soft_target": q, "soft_choices": list(SCORE_CHOICES)}
+            return Example(prompt, f" {ref}", source, it.id, ds, label, meta)
 
         rng = random.Random(ctx.seed)
         rows = candidate_examples(ctx, p.generate_template, p.f1_threshold, p.own_answers, p.balanced, scored,
                                   "score", rng)
+        if p.reference == "model":
+            rows = reference_model_targets(ctx, p, rows)
         rng.shuffle(rows)
         return rows
+
+
+def reference_model_targets(ctx: TrainContext, p: MJDParams, rows: list[Example]) -> list[Example]:
+    """Each example's target from the external judge: its score distribution on the very same
+    self-score prompt (exact choice probabilities, as selfscore reads them), through the call
+    cache. Hard: the rounded expected score; soft: the distribution itself. The F1-derived score
+    stays in meta (``f1_reference``) for the record."""
+    from dataclasses import replace
+
+    from judgegap.backends import CachedBackend, make_backend
+    from judgegap.experiments.base import with_progress
+    from judgegap.metrics.scores import SCORE_CHOICES, expected_score, score_distribution
+
+    assert p.reference_model is not None
+    raw = make_backend(p.reference_model)
+    ref_be = CachedBackend(raw, ctx.backend.store, label=p.reference_model.name)
+    try:
+        prompts = [r.prompt for r in rows]
+        choices = list(SCORE_CHOICES)
+        lps = with_progress(ctx, f"reference scores ({p.reference_model.name})", len(prompts), ref_be,
+                            lambda: ref_be.score_choices(prompts, choices))
+        exts = [ref_be.choice_extensions(pr, choices) for pr in prompts]
+    finally:
+        raw.close()
+    out = []
+    for r, lp, ext in zip(rows, lps, exts):
+        dist, mass = score_distribution(lp, choices, ext)
+        ref = int(min(10, max(1, round(expected_score(dist)))))
+        meta = r.meta | {"f1_reference": r.meta["reference"], "reference": ref,
+                         "reference_dist": [round(float(x), 6) for x in dist], "reference_mass": round(mass, 6)}
+        if p.targets == "soft":
+            meta |= {"soft_target": [float(x) for x in dist], "soft_choices": choices}
+        out.append(replace(r, target=f" {ref}", meta=meta))
+    return out
 
 
 class SEEParams(BaseModel):

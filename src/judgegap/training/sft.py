@@ -32,13 +32,22 @@ def encode_example(enc: Any, prompt: Any, target: str) -> tuple[list[int], list[
 
 def encode_all(enc: Any, examples: list[Any], max_length: int) -> tuple[list[dict[str, list[int]]], int]:
     """Encoded rows, and how many examples were longer than ``max_length`` (skipped, counted)."""
+    from judgegap.training.soft import encode_soft_example
+
     rows, too_long = [], 0
     for ex in examples:
-        ids, labels = encode_example(enc, ex.prompt, ex.target)
-        if len(ids) > max_length:
+        soft = ex.meta.get("soft_target")
+        if soft is not None:  # a distribution over ex.meta["soft_choices"] (soft-target MJD)
+            row = encode_soft_example(enc, ex.prompt, ex.meta["soft_choices"], soft)
+        else:
+            ids, labels = encode_example(enc, ex.prompt, ex.target)
+            row = {"input_ids": ids, "labels": labels, "attention_mask": [1] * len(ids)}
+        if len(row["input_ids"]) > max_length:
             too_long += 1
             continue
-        rows.append({"input_ids": ids, "labels": labels, "attention_mask": [1] * len(ids)})
+        rows.append(row)
+    if len({"soft_q" in r for r in rows}) > 1:
+        raise JudgegapError("a training set mixes soft-target and hard-target examples")
     return rows, too_long
 
 
@@ -50,6 +59,18 @@ def target_positions(labels: Any) -> Any:
     keep = torch.zeros_like(labels, dtype=torch.bool)
     keep[:, :-1] = labels[:, 1:] != IGNORE
     return keep
+
+
+def kept_logits(model: Any, inputs: dict[str, Any], keep: Any) -> Any:
+    """(kept positions, vocab) logits for the True entries of the boolean (batch, seq) ``keep``, in
+    row-major order, computed only there where the model's forward takes a boolean ``logits_to_keep``."""
+    logits = model(**inputs, logits_to_keep=keep).logits
+    n = int(keep.sum())
+    if logits.ndim == 2 and logits.shape[0] == n:
+        return logits
+    if logits.ndim == 3 and logits.shape[:2] == keep.shape:  # a model that ignores a boolean mask
+        return logits[keep]
+    raise JudgegapError("this model's forward does not support logits_to_keep; cannot compute a masked loss")
 
 
 def masked_lm_loss(model: Any, inputs: dict[str, Any], num_items_in_batch: Any = None) -> Any:
@@ -65,13 +86,8 @@ def masked_lm_loss(model: Any, inputs: dict[str, Any], num_items_in_batch: Any =
     labels = inputs["labels"]
     keep = target_positions(labels)
     rest = {k: v for k, v in inputs.items() if k != "labels"}
-    out = model(**rest, logits_to_keep=keep)
-    logits = out.logits
+    logits = kept_logits(model, rest, keep)
     targets = labels[:, 1:][keep[:, :-1]]
-    if logits.ndim != 2 or logits.shape[0] != targets.shape[0]:  # a model that ignores a boolean mask
-        logits = logits[keep] if logits.ndim == 3 and logits.shape[1] == labels.shape[1] else None
-        if logits is None:
-            raise JudgegapError("this model's forward does not support logits_to_keep; cannot compute a masked loss")
     loss = F.cross_entropy(logits.float(), targets, reduction="sum")
     denom = num_items_in_batch if num_items_in_batch is not None else max(1, int(targets.numel()))
     return loss / denom
@@ -81,9 +97,15 @@ def target_only_trainer(model: Any, args: Any, dataset: Any, collator: Any, call
     """A transformers ``Trainer`` whose loss is :func:`masked_lm_loss` (logits at target positions only)."""
     from transformers import Trainer
 
+    from judgegap.training.soft import soft_score_loss
+
     class TargetOnlyTrainer(Trainer):
         def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):  # noqa: ANN001
-            loss = masked_lm_loss(model, inputs, num_items_in_batch)
+            if "soft_q" in inputs:  # a batch mean: let Trainer divide by the accumulation steps
+                self.loss_is_scaled_for_ga = False
+                loss = soft_score_loss(model, inputs)
+            else:
+                loss = masked_lm_loss(model, inputs, num_items_in_batch)
             return (loss, None) if return_outputs else loss
 
     return TargetOnlyTrainer(model=model, args=args, train_dataset=dataset, data_collator=collator, callbacks=callbacks)
@@ -135,7 +157,7 @@ def train_sft(be: Any, rows: list[dict[str, list[int]]], cfg: Any, out: Path, re
         max_steps=total, warmup_steps=int(h.warmup_ratio * total), weight_decay=h.weight_decay, logging_steps=1,
         save_strategy="steps", save_steps=h.save_steps, save_total_limit=2, seed=cfg.seed, data_seed=cfg.seed,
         report_to=[], disable_tqdm=True, use_cpu=not on_gpu, bf16=on_gpu and torch.cuda.is_bf16_supported(),
-        remove_unused_columns=False, dataloader_num_workers=0, lr_scheduler_type="linear",
+        remove_unused_columns=False, dataloader_num_workers=0, train_sampling_strategy=h.sampling, lr_scheduler_type="linear",
         gradient_checkpointing=h.gradient_checkpointing,
         gradient_checkpointing_kwargs={"use_reentrant": False} if h.gradient_checkpointing else None)
     log: list[dict[str, Any]] = []
@@ -164,6 +186,10 @@ def train_sft(be: Any, rows: list[dict[str, list[int]]], cfg: Any, out: Path, re
                             "grad_norm": float(logs.get("grad_norm", float("nan")))})
 
     collator = DataCollatorForSeq2Seq(be.tok, label_pad_token_id=IGNORE, padding=True)
+    if rows and "soft_q" in rows[0]:
+        from judgegap.training.soft import soft_collator
+
+        collator = soft_collator(collator)
     trainer = target_only_trainer(model, args, ds, collator, [Progress()])
     ckpt = last_checkpoint(out / "checkpoints") if resume else None
     if resume and ckpt is None and (out / "checkpoints").exists():
@@ -189,7 +215,8 @@ def train_sft(be: Any, rows: list[dict[str, list[int]]], cfg: Any, out: Path, re
         "train_seconds": round(elapsed, 2),
         "seconds_per_step": round(sum(t_steps[1:]) / max(1, steps_run - 1), 3) if steps_run > 1 else None,
         "examples": len(rows), "tokens": int(sum(len(r["input_ids"]) for r in rows)),
-        "target_tokens": int(sum(sum(1 for x in r["labels"] if x != IGNORE) for r in rows)),
+        "target_tokens": int(sum(sum(1 for x in r["labels"] if x != IGNORE) or len(r.get("soft_pos", ()))
+                                 for r in rows)),
         "loss": log, "final_loss": float(result.training_loss),
         "peak_rss_gib": round(peak_rss_gib(), 3),
         "peak_gpu_gib": round(torch.cuda.max_memory_allocated() / 2**30, 3) if on_gpu else None,
