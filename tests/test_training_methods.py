@@ -353,3 +353,28 @@ def test_mjd_reference_model_bad_input_is_one_line(tmp_path, data_dir, tiny_mode
     assert p.returncode != 0 and needle in p.stderr and "Traceback" not in p.stderr, p.stderr
     assert len(p.stderr.strip().splitlines()) == 1, p.stderr
     assert not (tmp_path / "tr" / "adapter").exists()
+
+
+def test_group_by_length_batches_pad_less_than_random(tmp_path, tiny_model):
+    """training.sampling: group_by_length (the default) puts examples of similar length in one batch,
+    so the padded tokens the model runs over are far fewer than under a random shuffle; every
+    example is still seen once per epoch."""
+    from judgegap.backends.hf import HFBackend
+    from judgegap.training.config import Hyper
+    from judgegap.training.sft import IGNORE, target_only_trainer, training_arguments
+    from datasets import Dataset
+    from transformers import DataCollatorForSeq2Seq
+
+    be = HFBackend(str(tiny_model))
+    lengths = [8 + (37 * i) % 200 for i in range(64)]
+    rows = [{"input_ids": [5] * n, "labels": [IGNORE] * (n - 1) + [6], "attention_mask": [1] * n} for n in lengths]
+    padded = {}
+    for mode in ("group_by_length", "random"):
+        h = Hyper(batch_size=8, sampling=mode)
+        args = training_arguments(h, tmp_path / mode, 8, 0, False)
+        tr = target_only_trainer(be.model, args, Dataset.from_list(rows),
+                                 DataCollatorForSeq2Seq(be.tok, label_pad_token_id=IGNORE, padding=True), [])
+        batches = list(tr.get_train_dataloader())
+        assert sorted(int(m.sum()) for b in batches for m in b["attention_mask"]) == sorted(lengths)
+        padded[mode] = sum(b["input_ids"].numel() for b in batches)
+    assert padded["group_by_length"] < 0.8 * padded["random"], padded

@@ -123,6 +123,22 @@ def last_checkpoint(ckpt_dir: Path) -> str | None:
     return str(found[-1]) if found else None
 
 
+def training_arguments(h: Any, out: Path, total: int, seed: int, on_gpu: bool) -> Any:
+    """transformers ``TrainingArguments`` from our ``training:`` block (checkpoints under OUT/checkpoints)."""
+    import torch
+    from transformers import TrainingArguments
+
+    return TrainingArguments(
+        output_dir=str(out / "checkpoints"), per_device_train_batch_size=h.batch_size,
+        gradient_accumulation_steps=h.grad_accum, learning_rate=h.learning_rate, num_train_epochs=h.epochs,
+        max_steps=total, warmup_steps=int(h.warmup_ratio * total), weight_decay=h.weight_decay, logging_steps=1,
+        save_strategy="steps", save_steps=h.save_steps, save_total_limit=2, seed=seed, data_seed=seed,
+        report_to=[], disable_tqdm=True, use_cpu=not on_gpu, bf16=on_gpu and torch.cuda.is_bf16_supported(),
+        remove_unused_columns=False, dataloader_num_workers=0, train_sampling_strategy=h.sampling,
+        lr_scheduler_type="linear", gradient_checkpointing=h.gradient_checkpointing,
+        gradient_checkpointing_kwargs={"use_reentrant": False} if h.gradient_checkpointing else None)
+
+
 def train_sft(be: Any, rows: list[dict[str, list[int]]], cfg: Any, out: Path, resume: bool,
               progress: Any = None, full: bool = False) -> dict[str, Any]:
     """Train a LoRA adapter (or all weights) on ``rows``; save it under ``out/adapter``.
@@ -130,7 +146,7 @@ def train_sft(be: Any, rows: list[dict[str, list[int]]], cfg: Any, out: Path, re
     Returns the training log: loss per step, seconds per step, peak memory, steps done.
     """
     import torch
-    from transformers import DataCollatorForSeq2Seq, TrainerCallback, TrainingArguments, set_seed
+    from transformers import DataCollatorForSeq2Seq, TrainerCallback, set_seed
 
     h = cfg.training
     set_seed(cfg.seed)
@@ -151,15 +167,7 @@ def train_sft(be: Any, rows: list[dict[str, list[int]]], cfg: Any, out: Path, re
     on_gpu = be.device == "cuda"
     steps_per_epoch = math.ceil(len(rows) / (h.batch_size * h.grad_accum))
     total = h.max_steps or max(1, math.ceil(steps_per_epoch * h.epochs))
-    args = TrainingArguments(
-        output_dir=str(out / "checkpoints"), per_device_train_batch_size=h.batch_size,
-        gradient_accumulation_steps=h.grad_accum, learning_rate=h.learning_rate, num_train_epochs=h.epochs,
-        max_steps=total, warmup_steps=int(h.warmup_ratio * total), weight_decay=h.weight_decay, logging_steps=1,
-        save_strategy="steps", save_steps=h.save_steps, save_total_limit=2, seed=cfg.seed, data_seed=cfg.seed,
-        report_to=[], disable_tqdm=True, use_cpu=not on_gpu, bf16=on_gpu and torch.cuda.is_bf16_supported(),
-        remove_unused_columns=False, dataloader_num_workers=0, train_sampling_strategy=h.sampling, lr_scheduler_type="linear",
-        gradient_checkpointing=h.gradient_checkpointing,
-        gradient_checkpointing_kwargs={"use_reentrant": False} if h.gradient_checkpointing else None)
+    args = training_arguments(h, out, total, cfg.seed, on_gpu)
     log: list[dict[str, Any]] = []
     t_steps: list[float] = []
 
