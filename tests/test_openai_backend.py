@@ -180,7 +180,7 @@ def test_kill_9_then_resume_with_the_openai_backend(httpserver, tmp_path, data_d
 _FIRST = {" 1": math.log(0.90), " 2": math.log(0.05), " 8": math.log(0.05)}
 
 
-def _score_server(echo: bool):
+def _score_server(echo: bool, ten_one_token: bool = False, seen: list | None = None):
     """Top tokens " 1" 0.90, " 2" 0.05, " 8" 0.05; after " 1" the token "0" has probability 0.01.
 
     With ``echo`` the server returns prompt tokens with log-probs and text offsets as vLLM and
@@ -188,20 +188,23 @@ def _score_server(echo: bool):
     def handler(req: Request) -> Response:
         body = json.loads(req.data)
         prompt = body["prompt"]
+        if seen is not None:
+            seen.append(body)
         if echo and body.get("echo"):
             cut = prompt.index("Score:") + len("Score:")
             head, choice = prompt[:cut], prompt[cut:]
             toks, lps, offs = [head], [None], [0]
-            pieces = [choice] if choice in _FIRST else ([" 1", "0"] if choice == " 10" else [choice])
+            pieces = [choice] if choice in _FIRST or ten_one_token else ([" 1", "0"] if choice == " 10" else [choice])
             for k, piece in enumerate(pieces):
                 toks.append(piece)
                 offs.append(len(head) + sum(len(x) for x in pieces[:k]))
-                lps.append(_FIRST.get(piece, math.log(1e-6)) if k == 0 else math.log(0.01))
+                lps.append(_FIRST.get(piece, math.log(0.009 if piece == " 10" else 1e-6)) if k == 0
+                           else math.log(0.01))
             lp = {"tokens": toks + ["\n"], "token_logprobs": lps + [-0.1], "text_offset": offs + [len(prompt)],
                   "top_logprobs": None}
             return Response(json.dumps({"choices": [{"text": prompt + "\n", "logprobs": lp}]}),
                             content_type="application/json")
-        top = {**_FIRST, " The": math.log(0.0001)}
+        top = {**_FIRST, " The": math.log(0.0001), **({" 10": math.log(0.009)} if ten_one_token else {})}
         lp = {"tokens": [" 1"], "token_logprobs": [_FIRST[" 1"]], "top_logprobs": [top]}
         return Response(json.dumps({"choices": [{"text": " 1", "logprobs": lp}]}), content_type="application/json")
     return handler
@@ -238,6 +241,38 @@ def test_self_score_exact_through_echo(httpserver):
     assert expected_score(dist) == pytest.approx((0.891 + 0.1 + 0.4 + 0.09 + 1e-6 * (3 + 4 + 5 + 6 + 7 + 9))
                                                  / (1 + 6e-6), abs=1e-4)
     assert expected_score(dist) < 1.6
+
+
+@pytest.mark.parametrize("echo", [True, False])
+def test_a_server_whose_tokenizer_has_10_as_one_token_does_not_lose_p1(httpserver, echo):
+    """Llama-3-style tokenizers have " 10" as ONE token: P(" 1") then holds no part of P(" 10"), and
+    subtracting it (the string-prefix rule) under-read P(score 1) -- 0.891 instead of 0.9 here. The
+    backend must answer choice_extensions from the server's own tokens (echo) or from the top list
+    (every choice read is one verbatim token); a digit-splitting server still gets " 10" extending
+    " 1". The echo tokens are recorded with the scoring call: no extra request."""
+    from judgegap.metrics.scores import SCORE_CHOICES, score_distribution
+
+    seen: list = []
+    httpserver.expect_request("/v1/completions").respond_with_handler(
+        _score_server(echo=echo, ten_one_token=True, seen=seen))
+    be = OpenAIBackend("m", base_url=httpserver.url_for("/v1"), backoff_base_s=0.01, echo=None if echo else False)
+    prompts = _score_prompts()
+    lps = be.score_choices(prompts, list(SCORE_CHOICES))
+    n = len(seen)
+    ext = be.choice_extensions(prompts[0], list(SCORE_CHOICES))
+    assert len(seen) == n and ext == [[] for _ in SCORE_CHOICES]
+    dist, _ = score_distribution(lps[0], extensions=ext)
+    assert dist[0] / dist[9] == pytest.approx(0.90 / 0.009, rel=1e-6)
+
+
+def test_a_digit_splitting_server_keeps_10_extending_1_through_echo(httpserver):
+    from judgegap.metrics.scores import SCORE_CHOICES
+
+    httpserver.expect_request("/v1/completions").respond_with_handler(_score_server(echo=True))
+    be = OpenAIBackend("m", base_url=httpserver.url_for("/v1"), backoff_base_s=0.01)
+    prompt = _score_prompts()[0]
+    ext = be.choice_extensions(prompt, list(SCORE_CHOICES))  # before any scoring: asks the server once
+    assert ext[0] == [9] and all(e == [] for e in ext[1:])
 
 
 # -- servers cannot hang a run -----------------------------------------------------------------------------

@@ -30,7 +30,7 @@ from typing import Any
 
 import httpx
 
-from judgegap.backends.base import BACKENDS, Backend, Capabilities, ChatPrompt, Completion, GenRequest
+from judgegap.backends.base import BACKENDS, Backend, Capabilities, ChatPrompt, Completion, GenRequest, token_extensions
 from judgegap.errors import BackendError, redact_secrets
 
 TOP_K_FOR_CHOICES = 20
@@ -96,6 +96,7 @@ class OpenAIBackend(Backend):
         self.retry_after_capped = 0
         self.failures: dict[str, int] = {}
         self.requests = 0
+        self._choice_tokens: dict[tuple[str, tuple[str, ...]], list[list[str]]] = {}
 
     @classmethod
     def capabilities_for(cls, cfg: Any) -> Capabilities:
@@ -290,13 +291,33 @@ class OpenAIBackend(Backend):
     def score_choices(self, prompts: list[ChatPrompt], choices: list[str]) -> list[list[float]]:
         if not self.capabilities.score_choices:
             raise BackendError("this backend is configured without log-probabilities (logprobs: false)")
-        if self.endpoint == "completions" and self.echo is not False and prompts:
-            if self.echo is None:
-                self.echo = bool(self.memo("probe:echo", {"probe": "echo"},
-                                           lambda: self._echo_works(prompts[0], choices[0])))
-            if self.echo:
-                return self._score_echo(prompts, choices)
+        if prompts and self._uses_echo(prompts[0], choices[0]):
+            return self._score_echo(prompts, choices)
         return self._score_top(prompts, choices)
+
+    def _uses_echo(self, prompt: ChatPrompt, choice: str) -> bool:
+        if self.endpoint == "completions" and self.echo is not False:
+            if self.echo is None:
+                self.echo = bool(self.memo("probe:echo", {"probe": "echo"}, lambda: self._echo_works(prompt, choice)))
+            return bool(self.echo)
+        return False
+
+    def choice_extensions(self, prompt: ChatPrompt, choices: list[str]) -> list[list[int]]:
+        """Which choices' *server* tokens begin with another choice's tokens. Through echo: the tokens
+        the server itself returned for each choice after this prompt (recorded when scored, kept in
+        the call cache): " 10" extends " 1" where it is " 1" + "0", not where it is one token (Llama-3
+        style tokenizers), which a string-prefix rule would get wrong and under-read P(score 1).
+        Through the top list every choice read is one verbatim token, so none extends another."""
+        if not (choices and self._uses_echo(prompt, choices[0])):
+            return [[] for _ in choices]
+        text = self.render(prompt)
+        key = (text, tuple(choices))
+        toks = self._choice_tokens.get(key)
+        if toks is None:
+            toks = self.memo("choice_tokens", {"text": text, "choices": list(choices)},
+                             lambda: self._score_echo_full([text], choices)[1][0])
+            self._choice_tokens[key] = toks
+        return token_extensions([list(t) for t in toks])
 
     # -- exact scoring through echoed prompt log-probs ---------------------------------------
     def _echo_body(self, text: str) -> dict[str, Any]:
@@ -305,12 +326,17 @@ class OpenAIBackend(Backend):
                 "logprobs": 1}
 
     def _echo_lp(self, data: dict[str, Any], prompt_len: int, full_len: int, choice: str) -> float:
+        return self._echo_lp_tokens(data, prompt_len, full_len, choice)[0]
+
+    def _echo_lp_tokens(self, data: dict[str, Any], prompt_len: int, full_len: int,
+                        choice: str) -> tuple[float, list[str]]:
+        """(log P(choice), the server's tokens of the choice) from an echo reply."""
         lp = data["choices"][0].get("logprobs") or {}
         toks, tlps, offs = lp.get("tokens"), lp.get("token_logprobs"), lp.get("text_offset")
         if not (isinstance(toks, list) and isinstance(tlps, list) and isinstance(offs, list)
                 and len(toks) == len(tlps) == len(offs)):
             raise _Malformed("echo reply without tokens / token_logprobs / text_offset of equal length")
-        total, covered = 0.0, 0
+        total, covered, pieces = 0.0, 0, []
         for tok, lpv, off in zip(toks, tlps, offs):
             if not isinstance(off, int) or not isinstance(tok, str):
                 raise _Malformed("echo reply with a non-integer text_offset")
@@ -326,9 +352,10 @@ class OpenAIBackend(Backend):
                 raise _Malformed("echo reply with a non-numeric token log-probability")
             total += float(lpv)
             covered += len(tok)
+            pieces.append(tok)
         if covered == 0:
             raise _Malformed(f"echo reply holds no tokens of choice {choice!r}")
-        return total
+        return total, pieces
 
     def _echo_works(self, prompt: ChatPrompt, choice: str) -> bool:
         """Does the server echo prompt log-probabilities? Asked once with one real request (cached
@@ -353,16 +380,23 @@ class OpenAIBackend(Backend):
 
     def _score_echo(self, prompts: list[ChatPrompt], choices: list[str]) -> list[list[float]]:
         texts = [self.render(p) for p in prompts]
+        lps, toks = self._score_echo_full(texts, choices)
+        for text, t in zip(texts, toks):  # what choice_extensions reads, kept with the calls
+            self._choice_tokens[(text, tuple(choices))] = t
+            self.memo("choice_tokens", {"text": text, "choices": list(choices)}, lambda t=t: t)
+        return lps
 
+    def _score_echo_full(self, texts: list[str], choices: list[str]) -> tuple[list[list[float]], list[list[list[str]]]]:
         def job(text: str, c: str):
-            async def run(client: httpx.AsyncClient) -> float:
+            async def run(client: httpx.AsyncClient) -> tuple[float, list[str]]:
                 return await self._post(client, "/completions", self._echo_body(text + c),
-                                        parse=lambda d: self._echo_lp(d, len(text), len(text + c), c))
+                                        parse=lambda d: self._echo_lp_tokens(d, len(text), len(text + c), c))
             return run
 
         flat = self._gather([job(t, c) for t in texts for c in choices], "score_choices")
         k = len(choices)
-        return [flat[i * k:(i + 1) * k] for i in range(len(texts))]
+        rows = [flat[i * k:(i + 1) * k] for i in range(len(texts))]
+        return [[lp for lp, _ in r] for r in rows], [[tk for _, tk in r] for r in rows]
 
     # -- single-token scoring from the top list, where it is exact ----------------------------
     def _score_top(self, prompts: list[ChatPrompt], choices: list[str]) -> list[list[float]]:
