@@ -378,3 +378,59 @@ def test_group_by_length_batches_pad_less_than_random(tmp_path, tiny_model):
         assert sorted(int(m.sum()) for b in batches for m in b["attention_mask"]) == sorted(lengths)
         padded[mode] = sum(b["input_ids"].numel() for b in batches)
     assert padded["group_by_length"] < 0.8 * padded["random"], padded
+
+
+# -- serl ----------------------------------------------------------------------------------------
+
+def test_serl_consistency_rewards_on_hand_computed_cases():
+    """A pair counts only when both orders agree; identical answers and inconsistent pairs are 0.5."""
+    from judgegap.training.serl import consistency_rewards
+
+    # 0 beats 1 in both orders; 0 vs 2 inconsistent (A always wins: position bias); 1 beats 2 in both
+    pref = {(0, 1): 0.9, (1, 0): 0.2, (0, 2): 0.8, (2, 0): 0.7, (1, 2): 0.6, (2, 1): 0.45}
+    rw, cons, judged = consistency_rewards(["a", "b", "c"], pref)
+    assert (cons, judged) == (2, 3)
+    assert rw == pytest.approx([(1 + 0.5) / 2, (0 + 1) / 2, (0.5 + 0) / 2])
+    # a judge that always prefers position A rewards nobody: all 0.5
+    rw, cons, judged = consistency_rewards(["a", "b"], {(0, 1): 0.99, (1, 0): 0.99})
+    assert rw == [0.5, 0.5] and (cons, judged) == (0, 1)
+    # identical answers are not judged; a group of one gets 0.5
+    assert consistency_rewards(["a", "a"], {}) == ([0.5, 0.5], 0, 0)
+    assert consistency_rewards(["a"], {}) == ([0.5], 0, 0)
+    # a tie at exactly 0.5 decides nothing
+    assert consistency_rewards(["a", "b"], {(0, 1): 0.5, (1, 0): 0.5})[0] == [0.5, 0.5]
+
+
+def test_serl_runs_rounds_without_the_metric_in_the_reward_and_resumes(tmp_path, data_dir, tiny_model):
+    """One SERL round on a tiny model: rewards in [0, 1] from the policy's own pairwise judgements,
+    the consistency share and the metric diagnostic logged; --resume with two rounds continues after
+    round 0; the report has the rounds table."""
+    params = {"rounds": 1, "prompts_per_round": 2, "num_generations": 2, "batch_size": 4, "max_completion_tokens": 6,
+              "temperature": 1.5}
+    cfg = _train_cfg(tmp_path, data_dir, tiny_model, method={"name": "serl", "params": params},
+                     training={"batch_size": 4, "learning_rate": 0.01, "max_length": 4096})
+    p = cli_inproc("train", str(_write(tmp_path, cfg)), "--no-eval")
+    assert p.returncode == 0, p.stderr
+    out = tmp_path / "tr"
+    r0 = (out / "rounds" / "round-0" / "log.json").read_text()
+    log0 = json.loads(r0)
+    assert log0["samples"] == 4 and 0.0 <= log0["reward"] <= 1.0 and log0["policy_loss"]
+    assert 1 <= log0["pairs_judged"] <= 2 and set(log0) >= {"consistency", "quality", "agrees_with_metric"}
+    if log0["pairs_judged"]:
+        assert 0.0 <= log0["consistency"] <= 1.0
+    cfg["method"]["params"]["rounds"] = 2
+    p = cli_inproc("train", str(_write(tmp_path, cfg)), "--no-eval", "--resume")
+    assert p.returncode == 0, p.stderr
+    assert (out / "rounds" / "round-0" / "log.json").read_text() == r0
+    s = json.loads((out / "train_summary.json").read_text())["training"]
+    assert [r["round"] for r in s["rounds"]] == [0, 1] and s["steps_this_process"] == 1
+    html = (out / "report.html").read_text()
+    assert 'id="rounds-table"' in html and "consistency" in html
+
+
+def test_serl_params_bad_input_is_one_line(tmp_path, data_dir, tiny_model):
+    cfg = _train_cfg(tmp_path, data_dir, tiny_model,
+                     method={"name": "serl", "params": {"num_generations": 3, "batch_size": 4}})
+    p = cli_inproc("train", str(_write(tmp_path, cfg)), "--no-eval")
+    assert p.returncode != 0 and "multiple of num_generations" in p.stderr and "Traceback" not in p.stderr
+    assert len(p.stderr.strip().splitlines()) == 1, p.stderr

@@ -315,7 +315,9 @@ def reference_model_targets(ctx: TrainContext, p: MJDParams, rows: list[Example]
     return out
 
 
-class SEEParams(BaseModel):
+class OnlineParams(BaseModel):
+    """What every online (GRPO rounds) method takes."""
+
     model_config = ConfigDict(extra="forbid")
     rounds: int = Field(default=3, ge=1, le=100)
     prompts_per_round: int = Field(default=16, ge=1, le=10000, description="fresh training prompts per round")
@@ -324,6 +326,17 @@ class SEEParams(BaseModel):
     max_completion_tokens: int = Field(default=24, ge=4, le=512)
     temperature: float = Field(default=1.0, gt=0.0, le=2.0)
     kl_beta: float = Field(default=0.0, ge=0.0, description="GRPO's KL penalty to the base policy (0 = none)")
+
+    @field_validator("batch_size")
+    @classmethod
+    def _groups_fit(cls, v: int, info: Any) -> int:
+        g = info.data.get("num_generations")
+        if g and v % g:
+            raise ValueError(f"{v} must be a multiple of num_generations ({g})")
+        return v
+
+
+class SEEParams(OnlineParams):
     mjd_epochs: float = Field(default=1.0, gt=0.0, description="MJD passes over each round's samples")
     reference: Literal["f1", "correct"] = "f1"
     self_score: Literal["assessment", "reply"] = Field(
@@ -342,14 +355,6 @@ class SEEParams(BaseModel):
     @property
     def policy_template(self) -> str:
         return self.generate_template or ("qa_generate@2" if self.self_score == "assessment" else "qa_generate_scored@1")
-
-    @field_validator("batch_size")
-    @classmethod
-    def _groups_fit(cls, v: int, info: Any) -> int:
-        g = info.data.get("num_generations")
-        if g and v % g:
-            raise ValueError(f"{v} must be a multiple of num_generations ({g})")
-        return v
 
     @field_validator("w_calibration")
     @classmethod
@@ -374,15 +379,47 @@ class SEE(TrainingMethod):
 
     def train_online(self, be: Any, ctx: TrainContext, cfg: Any, p: SEEParams, out: Any, resume: bool,
                      progress: Any) -> dict[str, Any]:
-        try:
-            import trl  # noqa: F401
-        except ImportError:
-            from judgegap.errors import JudgegapError
-
-            raise JudgegapError("method 'see' needs trl: pip install -e \".[train]\"") from None
+        _need_trl("see")
         from judgegap.training.see import train_see
 
         return train_see(be, ctx, cfg, p, out, resume, progress)
+
+
+def _need_trl(method: str) -> None:
+    try:
+        import trl  # noqa: F401
+    except ImportError:
+        from judgegap.errors import JudgegapError
+
+        raise JudgegapError(f"method {method!r} needs trl: pip install -e \".[train]\"") from None
+
+
+class SERLParams(OnlineParams):
+    generate_template: str = "qa_generate@2"
+    pair_template: str = Field(default="qa_pair_judge@1", description="the pairwise judge prompt (answers A and B;"
+                               " read as P(' A') vs P(' B'))")
+    f1_threshold: float = Field(default=0.5, gt=0.0, le=1.0, description="for the logged diagnostic only")
+
+
+@METHODS.register("serl")
+class SERL(TrainingMethod):
+    """Self-rewarding online learning (seed 004's SERL): GRPO rounds whose reward is each sampled
+    answer's win rate under the policy's own pairwise judgement, counting only pairs judged the same
+    in both orders (ranking consistency); no external signal (judgegap.training.serl). Needs trl."""
+
+    name = "serl"
+    Params = SERLParams
+    online = True
+
+    def build_examples(self, ctx: TrainContext, p: SERLParams) -> list[Example]:
+        return []
+
+    def train_online(self, be: Any, ctx: TrainContext, cfg: Any, p: SERLParams, out: Any, resume: bool,
+                     progress: Any) -> dict[str, Any]:
+        _need_trl("serl")
+        from judgegap.training.serl import train_serl
+
+        return train_serl(be, ctx, cfg, p, out, resume, progress)
 
 
 def describe(rows: list[Example]) -> dict[str, Any]:

@@ -48,24 +48,56 @@ def prompt_windows(ctx: Any, rounds: int, per_round: int, seed: int) -> list[lis
     return [[pool[(r * per_round + k) % len(pool)] for k in range(per_round)] for r in range(rounds)]
 
 
-def train_see(be: Any, ctx: Any, cfg: Any, p: Any, out: Path, resume: bool, progress: Any = None) -> dict[str, Any]:
+def grpo_step(model: Any, be: Any, rows: list[dict[str, Any]], reward: Any, p: Any, cfg: Any, r: int,
+              rdir: Path) -> tuple[Any, list[float]]:
+    """One GRPO policy update (trl) over ``rows`` (prompt + key columns) with ``reward``; the updated
+    model and its per-step losses."""
     import torch
     from datasets import Dataset
-    from peft import LoraConfig, PeftModel, get_peft_model
-    from transformers import DataCollatorForSeq2Seq, TrainingArguments, set_seed
     from trl import GRPOConfig, GRPOTrainer
 
-    from judgegap.experiments.candidates import clean_answer, display_answer
-    from judgegap.metrics.qa import score_item
-    from judgegap.metrics.scores import SCORE_CHOICES, expected_score, f1_reference_score, score_distribution
-    from judgegap.prompts import PROMPTS
-    from judgegap.training.methods import Example
-    from judgegap.training.reward import RewardWeights, see_reward, split_scored_reply
-    from judgegap.training.sft import IGNORE, encode_all, peak_rss_gib, target_only_trainer
+    on_gpu = be.device == "cuda"
+    gargs = GRPOConfig(
+        output_dir=str(rdir / "grpo"), per_device_train_batch_size=p.batch_size,
+        num_generations=p.num_generations, max_completion_length=p.max_completion_tokens,
+        temperature=p.temperature, num_train_epochs=1, learning_rate=cfg.training.learning_rate, seed=cfg.seed + r,
+        use_cpu=not on_gpu, bf16=on_gpu and torch.cuda.is_bf16_supported(), report_to=[], logging_steps=1,
+        save_strategy="no", disable_tqdm=True, beta=p.kl_beta)
+    grpo = GRPOTrainer(model=model, reward_funcs=[reward], args=gargs, train_dataset=Dataset.from_list(rows),
+                       processing_class=be.tok)
+    grpo.train()
+    return grpo.model, [float(x["loss"]) for x in grpo.state.log_history if "loss" in x]
 
-    h = cfg.training
-    gen_t, score_t = PROMPTS.get(p.policy_template), PROMPTS.get(p.score_template)
-    weights = RewardWeights(p.w_quality, p.w_calibration, p.gamma, p.format_penalty)
+
+def policy_rows(be: Any, gen_t: Any, window: list[tuple[str, Any]], unans: dict[str, bool]) -> list[dict[str, Any]]:
+    """The GRPO dataset of one round: the rendered answer prompt and a ``dataset|id`` key per item."""
+    return [{"prompt": be.render(gen_t.render(context=it.context, question=it.question,
+                                              allow_unanswerable=unans[ds])), "key": f"{ds}|{it.id}"}
+            for ds, it in window]
+
+
+def scoring(model: Any, fn: Any) -> Any:
+    """Run ``fn`` (a scoring pass of the current policy) with the model in eval mode."""
+    was_training = model.training
+    model.eval()
+    try:
+        return fn()
+    finally:
+        model.train(was_training)
+
+
+def online_rounds(be: Any, ctx: Any, cfg: Any, p: Any, out: Path, resume: bool, progress: Any, label: str,
+                  one_round: Any) -> dict[str, Any]:
+    """The rounds loop shared by the online methods: a LoRA adapter (or the last complete round's on
+    --resume), a fresh prompt window per round, ``one_round(model, r, window, rdir) -> (model, log)``,
+    the adapter and log saved after each round (the log last: it marks the round complete), the final
+    adapter in OUT/adapter, and the training summary."""
+    import torch
+    from peft import LoraConfig, PeftModel, get_peft_model
+    from transformers import set_seed
+
+    from judgegap.training.sft import peak_rss_gib
+
     done = _rounds_done(out) if resume else []
     if resume and not done and (out / "rounds").exists():
         raise JudgegapError(f"--resume: no complete round in {out / 'rounds'} to continue from")
@@ -77,22 +109,68 @@ def train_see(be: Any, ctx: Any, cfg: Any, p: Any, out: Path, resume: bool, prog
         model = get_peft_model(be.model, LoraConfig(r=cfg.lora.r, lora_alpha=cfg.lora.alpha,
                                                     lora_dropout=cfg.lora.dropout,
                                                     target_modules=cfg.lora.target_modules, task_type="CAUSAL_LM"))
-    unans = {ds: any(not it.answerable for it in ctx.pools[ds]) for ds in ctx.items}
     windows = prompt_windows(ctx, p.rounds, p.prompts_per_round, cfg.seed)
-    on_gpu = be.device == "cuda"
     rounds_log = [json.loads((out / "rounds" / f"round-{r}" / "log.json").read_text()) for r in done]
-    task = progress.add_task("SEE rounds", total=p.rounds) if progress is not None else None
+    task = progress.add_task(f"{label} rounds", total=p.rounds) if progress is not None else None
     if task is not None:
         progress.update(task, completed=start)
     t_all = time.perf_counter()
     for r in range(start, p.rounds):
         t0 = time.perf_counter()
         set_seed(cfg.seed + r)
-        window = windows[r]
+        rdir = out / "rounds" / f"round-{r}"
+        model, log = one_round(model, r, windows[r], rdir)
+        log = {"round": r, **log, "seconds": round(time.perf_counter() - t0, 2)}
+        model.save_pretrained(str(rdir / "adapter"))
+        (rdir / "log.json").write_text(json.dumps(log, indent=1))  # written last: marks the round complete
+        for sub in ("grpo", "mjd"):
+            shutil.rmtree(rdir / sub, ignore_errors=True)
+        rounds_log.append(log)
+        if task is not None:
+            progress.update(task, completed=r + 1)
+    target, tmp = out / "adapter", out / "adapter.tmp"
+    shutil.rmtree(tmp, ignore_errors=True)
+    model.save_pretrained(str(tmp))
+    shutil.rmtree(target, ignore_errors=True)
+    tmp.rename(target)
+    model.eval()
+    be.tok.padding_side = "left"
+    secs = [x["seconds"] for x in rounds_log]
+    on_gpu = be.device == "cuda"
+    last_loss = [{"step": x["round"] + 1, "loss": (x.get("mjd_loss") or x.get("policy_loss"))[-1]}
+                 for x in rounds_log if x.get("mjd_loss") or x.get("policy_loss")]
+    return {"steps": len(rounds_log), "rounds": rounds_log, "resumed_from": f"round-{done[-1]}" if done else None,
+            "steps_this_process": p.rounds - start, "train_seconds": round(time.perf_counter() - t_all, 2),
+            "seconds_per_step": round(sum(secs) / len(secs), 3) if secs else None, "step_unit": "round",
+            "examples": sum(x["samples"] for x in rounds_log), "loss": last_loss,
+            "final_loss": last_loss[-1]["loss"] if last_loss else None,
+            "peak_rss_gib": round(peak_rss_gib(), 3),
+            "peak_gpu_gib": round(torch.cuda.max_memory_allocated() / 2**30, 3) if on_gpu else None,
+            "trainable_parameters": int(sum(q.numel() for q in model.parameters() if q.requires_grad))}
+
+
+def train_see(be: Any, ctx: Any, cfg: Any, p: Any, out: Path, resume: bool, progress: Any = None) -> dict[str, Any]:
+    import torch
+    from datasets import Dataset
+    from transformers import DataCollatorForSeq2Seq, TrainingArguments
+
+    from judgegap.experiments.candidates import clean_answer, display_answer
+    from judgegap.metrics.qa import score_item
+    from judgegap.metrics.scores import SCORE_CHOICES, expected_score, f1_reference_score, score_distribution
+    from judgegap.prompts import PROMPTS
+    from judgegap.training.methods import Example
+    from judgegap.training.reward import RewardWeights, see_reward, split_scored_reply
+    from judgegap.training.sft import IGNORE, encode_all, target_only_trainer
+
+    h = cfg.training
+    gen_t, score_t = PROMPTS.get(p.policy_template), PROMPTS.get(p.score_template)
+    weights = RewardWeights(p.w_quality, p.w_calibration, p.gamma, p.format_penalty)
+    unans = {ds: any(not it.answerable for it in ctx.pools[ds]) for ds in ctx.items}
+    on_gpu = be.device == "cuda"
+
+    def one_round(model: Any, r: int, window: list[tuple[str, Any]], rdir: Path) -> tuple[Any, dict[str, Any]]:
         by_key = {f"{ds}|{it.id}": (ds, it) for ds, it in window}
-        rows = [{"prompt": be.render(gen_t.render(context=it.context, question=it.question,
-                                                  allow_unanswerable=unans[ds])), "key": f"{ds}|{it.id}"}
-                for ds, it in window]
+        rows = policy_rows(be, gen_t, window, unans)
         parts: list[dict[str, float]] = []
         samples: list[tuple[str, str, float]] = []
 
@@ -101,12 +179,7 @@ def train_see(be: Any, ctx: Any, cfg: Any, p: Any, out: Path, resume: bool, prog
             prompts = [score_t.render(context=by_key[k][1].context, question=by_key[k][1].question,
                                       candidate=display_answer(pr), allow_unanswerable=unans[by_key[k][0]])
                        for k, pr in zip(keys, preds)]
-            was_training = model.training
-            model.eval()
-            try:
-                lps = be.score_choices(prompts, list(SCORE_CHOICES))  # be.model carries the LoRA layers
-            finally:
-                model.train(was_training)
+            lps = scoring(model, lambda: be.score_choices(prompts, list(SCORE_CHOICES)))  # be.model has the LoRA
             return [expected_score(score_distribution(lp, extensions=be.choice_extensions(pr, list(SCORE_CHOICES)))[0])
                     for lp, pr in zip(lps, prompts)]
 
@@ -126,17 +199,7 @@ def train_see(be: Any, ctx: Any, cfg: Any, p: Any, out: Path, resume: bool, prog
                 out_r.append(got["reward"])
             return out_r
 
-        gargs = GRPOConfig(
-            output_dir=str(out / "rounds" / f"round-{r}" / "grpo"), per_device_train_batch_size=p.batch_size,
-            num_generations=p.num_generations, max_completion_length=p.max_completion_tokens,
-            temperature=p.temperature, num_train_epochs=1, learning_rate=h.learning_rate, seed=cfg.seed + r,
-            use_cpu=not on_gpu, bf16=on_gpu and torch.cuda.is_bf16_supported(), report_to=[], logging_steps=1,
-            save_strategy="no", disable_tqdm=True, beta=p.kl_beta)
-        grpo = GRPOTrainer(model=model, reward_funcs=[reward], args=gargs, train_dataset=Dataset.from_list(rows),
-                           processing_class=be.tok)
-        grpo.train()
-        policy_loss = [float(x["loss"]) for x in grpo.state.log_history if "loss" in x]
-        model = grpo.model
+        model, policy_loss = grpo_step(model, be, rows, reward, p, cfg, r, rdir)
         # MJD on the round's samples: the separate self-score prompt, loss on the score tokens only
         examples = []
         for k, pred, f1 in samples:
@@ -150,7 +213,7 @@ def train_see(be: Any, ctx: Any, cfg: Any, p: Any, out: Path, resume: bool, prog
         if enc_rows:
             be.tok.padding_side = "right"
             sargs = TrainingArguments(
-                output_dir=str(out / "rounds" / f"round-{r}" / "mjd"), per_device_train_batch_size=h.batch_size,
+                output_dir=str(rdir / "mjd"), per_device_train_batch_size=h.batch_size,
                 num_train_epochs=p.mjd_epochs, learning_rate=h.learning_rate, logging_steps=1, save_strategy="no",
                 report_to=[], disable_tqdm=True, use_cpu=not on_gpu, seed=cfg.seed + r,
                 bf16=on_gpu and torch.cuda.is_bf16_supported(), remove_unused_columns=False)
@@ -160,33 +223,11 @@ def train_see(be: Any, ctx: Any, cfg: Any, p: Any, out: Path, resume: bool, prog
             be.tok.padding_side = "left"
             mjd_loss = [float(x["loss"]) for x in sft.state.log_history if "loss" in x]
         n = max(1, len(parts))
-        log = {"round": r, "prompts": len(rows), "samples": len(parts),
-               "quality": sum(x["quality"] for x in parts) / n, "calibration": sum(x["calibration"] for x in parts) / n,
-               "format_ok": sum(x["format_ok"] for x in parts) / n, "reward": sum(x["reward"] for x in parts) / n,
-               "policy_loss": policy_loss, "mjd_examples": len(enc_rows), "mjd_loss": mjd_loss,
-               "seconds": round(time.perf_counter() - t0, 2)}
-        rdir = out / "rounds" / f"round-{r}"
-        model.save_pretrained(str(rdir / "adapter"))
-        (rdir / "log.json").write_text(json.dumps(log, indent=1))  # written last: marks the round complete
-        for sub in ("grpo", "mjd"):
-            shutil.rmtree(rdir / sub, ignore_errors=True)
-        rounds_log.append(log)
-        if task is not None:
-            progress.update(task, completed=r + 1)
-    target, tmp = out / "adapter", out / "adapter.tmp"
-    shutil.rmtree(tmp, ignore_errors=True)
-    model.save_pretrained(str(tmp))
-    shutil.rmtree(target, ignore_errors=True)
-    tmp.rename(target)
-    model.eval()
-    be.tok.padding_side = "left"
-    secs = [x["seconds"] for x in rounds_log]
-    return {"steps": len(rounds_log), "rounds": rounds_log, "resumed_from": f"round-{done[-1]}" if done else None,
-            "steps_this_process": p.rounds - start, "train_seconds": round(time.perf_counter() - t_all, 2),
-            "seconds_per_step": round(sum(secs) / len(secs), 3) if secs else None, "step_unit": "round",
-            "examples": sum(x["samples"] for x in rounds_log),
-            "loss": [{"step": x["round"] + 1, "loss": x["mjd_loss"][-1]} for x in rounds_log if x["mjd_loss"]],
-            "final_loss": rounds_log[-1]["mjd_loss"][-1] if rounds_log and rounds_log[-1]["mjd_loss"] else None,
-            "peak_rss_gib": round(peak_rss_gib(), 3),
-            "peak_gpu_gib": round(torch.cuda.max_memory_allocated() / 2**30, 3) if on_gpu else None,
-            "trainable_parameters": int(sum(q.numel() for q in model.parameters() if q.requires_grad))}
+        return model, {"prompts": len(rows), "samples": len(parts),
+                       "quality": sum(x["quality"] for x in parts) / n,
+                       "calibration": sum(x["calibration"] for x in parts) / n,
+                       "format_ok": sum(x["format_ok"] for x in parts) / n,
+                       "reward": sum(x["reward"] for x in parts) / n,
+                       "policy_loss": policy_loss, "mjd_examples": len(enc_rows), "mjd_loss": mjd_loss}
+
+    return online_rounds(be, ctx, cfg, p, out, resume, progress, "SEE", one_round)
