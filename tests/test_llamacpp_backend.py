@@ -252,3 +252,40 @@ def test_an_error_reply_after_a_signal_is_an_interrupt(lcpp, monkeypatch):
     mark_interrupted()
     with pytest.raises(Interrupted):
         lcpp.generate(req)
+
+
+def test_gemma3_reuses_the_passage_across_an_items_prompts(items):
+    """Gemma 3 interleaves sliding-window layers: with llama.cpp's default SWA cache the server cannot
+    roll the KV state back to a shared prefix, and every judge prompt of an item re-evaluated the whole
+    passage (0% reuse, ~3 s a call here). swa_full (on by default for sliding-window models) keeps the
+    full cache: the second and later prompts evaluate little more than their own suffix. Verdicts
+    stay within llama.cpp's usual reuse noise of the cold reading; swa_full: false is still honoured."""
+    from judgegap.backends.llamacpp import LlamaCppBackend
+
+    try:
+        be = LlamaCppBackend("gemma3-270m", chat_template="never", n_ctx=2048)
+    except BackendError as exc:
+        pytest.skip(f"Gemma-3 not available: {exc}")
+    try:
+        assert be.sliding_window == 512 and be.swa_full and be.fingerprint()["swa_full"] is True
+        it = items[0]
+        prompts = _judge_prompts([it] * 4, ["Paris", "1999", "the king", it.answers[0]])
+        first = be.score_choices(prompts[:1], [" Yes", " No"])
+        sub0, ev0 = be.stats()["prompt_tokens_submitted"], be.stats()["prompt_tokens_evaluated"]
+        warm = be.score_choices(prompts[1:], [" Yes", " No"])
+        st = be.stats()
+        sub, ev = st["prompt_tokens_submitted"] - sub0, st["prompt_tokens_evaluated"] - ev0
+        assert ev < 0.25 * sub, st
+    finally:
+        be.close()
+    off = LlamaCppBackend("gemma3-270m", chat_template="never", n_ctx=2048, swa_full=False)
+    try:
+        assert "swa_full" not in off.fingerprint()
+        cold = [off.score_choices([p], [" Yes", " No"])[0] for p in prompts]
+        st = off.stats()
+        assert st["prompt_tokens_evaluated"] > 0.9 * st["prompt_tokens_submitted"]  # the old behaviour
+    finally:
+        off.close()
+    got = np.array(first + warm)
+    assert np.max(np.abs(got - np.array(cold))) < 0.2
+    assert np.array_equal(np.argmax(got, axis=1), np.argmax(np.array(cold), axis=1))

@@ -74,6 +74,9 @@ class ModelConfig(_Strict):
     n_gpu_layers: int = Field(default=0, ge=0, le=10000, description="llamacpp: layers offloaded to a GPU")
     cache_ram_mib: int = Field(default=0, ge=0, description="llamacpp: RAM for cached prompt states (opt-in:"
                                " restoring them makes numbers depend on the cache's history)")
+    swa_full: bool | None = Field(default=None, description="llamacpp: a full-size KV cache for sliding-window"
+                                  " layers (Gemma 3), so an item's prompts reuse the shared passage; null = on for"
+                                  " models with a sliding window, off otherwise")
     # scripted (rule-based, no weights): see judgegap.backends.scripted
     script: dict[str, Any] | None = None
     adapter: Path | None = Field(default=None, description="hf: a LoRA adapter directory (judgegap train's output"

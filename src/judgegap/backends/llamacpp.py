@@ -37,6 +37,12 @@ TOP_N = 20  # top tokens asked for per position; a needed token outside them tri
 
 def gguf_architecture(path: Path) -> tuple[str, int | None]:
     """(general.architecture, context length) read from the GGUF header without loading weights."""
+    arch, ctx, _ = gguf_header(path)
+    return arch, ctx
+
+
+def gguf_header(path: Path) -> tuple[str, int | None, int | None]:
+    """(general.architecture, context length, sliding-window size or None) from the GGUF header."""
     try:
         from gguf import GGUFReader
 
@@ -55,7 +61,8 @@ def gguf_architecture(path: Path) -> tuple[str, int | None]:
     if not isinstance(arch, str):
         raise BackendError(f"{path}: GGUF file has no general.architecture")
     ctx = field(f"{arch}.context_length")
-    return arch, ctx if isinstance(ctx, int) else None
+    swa = field(f"{arch}.attention.sliding_window")
+    return arch, ctx if isinstance(ctx, int) else None, swa if isinstance(swa, int) and swa > 0 else None
 
 
 def supported_architectures() -> set[str]:
@@ -72,7 +79,7 @@ class LlamaCppBackend(Backend):
 
     def __init__(self, model: str, *, gguf_file: str | None = None, chat_template: str = "auto",
                  n_ctx: int | None = None, n_threads: int | None = None, n_gpu_layers: int = 0,
-                 cache_ram_mib: int = 0, **_: Any) -> None:
+                 cache_ram_mib: int = 0, swa_full: bool | None = None, **_: Any) -> None:
         try:
             import xllamacpp as xl
         except ImportError:
@@ -83,7 +90,11 @@ class LlamaCppBackend(Backend):
             raise BackendError(f"backend 'llamacpp' loads GGUF files; {model!r} is a {source['kind']} model"
                                " (use backend: hf)")
         self.path = Path(source["path"])
-        arch, train_ctx = gguf_architecture(self.path)
+        arch, train_ctx, self.sliding_window = gguf_header(self.path)
+        # Without a full-size sliding-window cache, llama.cpp cannot roll a SWA model's KV state back to
+        # a shared prefix, so each of an item's prompts re-evaluated the whole passage (Gemma 3: 252 of
+        # 256 tokens evaluated for a judge prompt sharing 235; with it, 21). Measured in RESULTS.md.
+        self.swa_full = bool(self.sliding_window) if swa_full is None else bool(swa_full)
         if arch not in supported_architectures():
             raise BackendError(f"{self.path}: architecture {arch!r} is not supported by the installed llama.cpp")
         self.arch, self.train_ctx = arch, train_ctx
@@ -108,6 +119,7 @@ class LlamaCppBackend(Backend):
         p.cpuparams_batch.n_threads = int(n_threads or os.cpu_count() or 2)
         p.n_gpu_layers = int(n_gpu_layers)
         p.cache_ram_mib = int(cache_ram_mib)
+        p.swa_full = self.swa_full
         p.warmup = False
         try:
             p.verbosity = 0  # quiet: llama.cpp logs every request otherwise
@@ -127,11 +139,15 @@ class LlamaCppBackend(Backend):
 
     # -- identity -------------------------------------------------------------------------
     def fingerprint(self) -> dict[str, Any]:
-        return {"engine": "llama.cpp", "weights": self.source_fp, "chat": self.use_chat, "ref": self.model_ref}
+        fp = {"engine": "llama.cpp", "weights": self.source_fp, "chat": self.use_chat, "ref": self.model_ref}
+        if self.swa_full and self.sliding_window:  # prefix reuse changes numbers slightly (not batch-invariant)
+            fp["swa_full"] = True
+        return fp
 
     def stats(self) -> dict[str, Any]:
         sub = self.tokens_submitted
         return {"engine": "llama.cpp (xllamacpp)", "load_seconds": round(self.load_seconds, 2), "n_ctx": self.n_ctx,
+                "sliding_window": self.sliding_window, "swa_full": self.swa_full,
                 "requests": self.requests, "prompt_tokens_submitted": sub,
                 "prompt_tokens_evaluated": self.tokens_evaluated,
                 "prefix_reuse": round(1 - self.tokens_evaluated / sub, 4) if sub else None,
