@@ -16,9 +16,11 @@ answer), generate + self-judge, and the full asymmetry job (answer + judge own a
 wrong span); peak RSS. Prompts: the v2 templates (shared passage prefix). The run ends with one
 line per model: ``ratio generate+self-judge / lm-eval generate-only (MODEL): X.XXx``.
 
-lm-evaluation-harness's own llama.cpp path (``--model gguf``) needs a llama.cpp HTTP server that
-returns prompt log-probs; none is installed by judgegap (llama-cpp-python's server builds from
-source), so it is reported as not run.
+- ``lm-eval-gguf`` lm-evaluation-harness's own llama.cpp path (``--model gguf``) against llama.cpp's
+               HTTP server on the same quantised GGUF (xllamacpp's in-process server listens on
+               loopback; same threads), generate only. lm-eval's gguf model sends no max_tokens, so
+               the server caps generation at the same new-token budget. Its loglikelihood needs
+               ``echo``, which llama.cpp's server ignores: generate only, as the ``hf`` comparison.
 """
 
 from __future__ import annotations
@@ -32,7 +34,7 @@ import sys
 import time
 from pathlib import Path
 
-ENGINES = ("hf", "llamacpp", "lm-eval")
+ENGINES = ("hf", "llamacpp", "lm-eval", "lm-eval-gguf")
 
 
 def _items(n: int):
@@ -115,8 +117,9 @@ def worker(engine: str, model: str, n: int, max_new: int) -> dict:
     return res
 
 
-def lm_eval_worker(model: str, n: int, max_new: int) -> dict:
-    """lm-eval's hf model on the same rendered prompts and weights (the de-quantised GGUF)."""
+def lm_eval_worker(model: str, n: int, max_new: int, gguf: bool = False) -> dict:
+    """lm-eval's hf model on the same rendered prompts and weights (the de-quantised GGUF), or with
+    ``gguf`` its llama.cpp-server model on the quantised GGUF itself."""
     import tempfile
 
     import lm_eval
@@ -127,13 +130,24 @@ def lm_eval_worker(model: str, n: int, max_new: int) -> dict:
 
     items = _items(n)
     gens, _ = _prompts(items)
-    be = HFBackend(model)  # makes (or finds) the de-quantised copy lm-eval loads, and renders the prompts
-    rendered = [be.render(p) for p in gens]
-    model_dir = converted_dir(Path(be.source["path"]), be.source_fp)
-    del be
+    server = None
+    if gguf:
+        from judgegap.backends.llamacpp import LlamaCppBackend
+
+        server = LlamaCppBackend(model, n_predict=max_new)  # its server answers HTTP on loopback too
+        rendered = [server.render(p) for p in gens]
+        model_args = {"model": "gguf", "model_args": f"base_url={server.server.listening_address}"}
+        sizes: tuple[int, ...] = (1,)  # one request at a time: lm-eval's gguf model does not batch
+    else:
+        be = HFBackend(model)  # makes (or finds) the de-quantised copy lm-eval loads, and renders the prompts
+        rendered = [be.render(p) for p in gens]
+        model_dir = converted_dir(Path(be.source["path"]), be.source_fp)
+        del be
+        model_args = {"model": "hf", "model_args": f"pretrained={model_dir},dtype=float32,device=cpu"}
+        sizes = (1, 8)
     best = None
-    out = {"engine": "lm-eval"}
-    for bs in (1, 8):
+    out = {"engine": "lm-eval-gguf" if gguf else "lm-eval"}
+    for bs in sizes:
         with tempfile.TemporaryDirectory() as td:
             data = Path(td) / "items.jsonl"
             data.write_text("".join(json.dumps({"prompt": p, "target": ""}) + "\n" for p in rendered))
@@ -145,9 +159,8 @@ def lm_eval_worker(model: str, n: int, max_new: int) -> dict:
                 f"generation_kwargs:\n  until: [\"\\n\"]\n  max_gen_toks: {max_new}\n  do_sample: false\n"
                 "metric_list:\n  - metric: exact_match\n")
             t0 = time.perf_counter()
-            lm_eval.simple_evaluate(model="hf", model_args=f"pretrained={model_dir},dtype=float32,device=cpu",
-                                    tasks=["jg_squad"], task_manager=TaskManager(include_path=td), batch_size=bs,
-                                    apply_chat_template=False)
+            lm_eval.simple_evaluate(**model_args, tasks=["jg_squad"], task_manager=TaskManager(include_path=td),
+                                    batch_size=bs, apply_chat_template=False)
             t = time.perf_counter() - t0
         out[f"generate_bs{bs}_s"] = t
         best = t if best is None else min(best, t)
@@ -165,8 +178,8 @@ def main() -> None:
     ap.add_argument("--worker", default=None, help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.worker:
-        res = (lm_eval_worker(args.model, args.n, args.max_new_tokens) if args.worker == "lm-eval"
-               else worker(args.worker, args.model, args.n, args.max_new_tokens))
+        res = (lm_eval_worker(args.model, args.n, args.max_new_tokens, gguf=args.worker == "lm-eval-gguf")
+               if args.worker.startswith("lm-eval") else worker(args.worker, args.model, args.n, args.max_new_tokens))
         print("RESULT " + json.dumps(res))
         return
     results = {}
@@ -181,19 +194,18 @@ def main() -> None:
     n = args.n
     print(f"model {args.model}, {n} SQuAD 2.0 items, {args.max_new_tokens} new tokens, {platform.machine()},"
           f" {__import__('os').cpu_count()} cores")
-    print(f"{'engine':10s} {'gen it/s':>9s} {'judge it/s':>10s} {'gen+judge it/s':>14s} {'asym it/s':>9s}"
+    print(f"{'engine':12s} {'gen it/s':>9s} {'judge it/s':>10s} {'gen+judge it/s':>14s} {'asym it/s':>9s}"
           f" {'judge/gen':>9s} {'peak GiB':>8s}")
     for eng, r in results.items():
         if "error" in r:
-            print(f"{eng:10s} error: {r['error']}")
+            print(f"{eng:12s} error: {r['error']}")
             continue
         g = n / r["generate_s"]
         j = n / r["self_judge_s"] if r.get("self_judge_s") else float("nan")
         gj = n / r["generate_self_judge_s"] if r.get("generate_self_judge_s") else float("nan")
         a = n / r["asymmetry_s"] if r.get("asymmetry_s") else float("nan")
         over = r["self_judge_s"] / r["generate_s"] if r.get("self_judge_s") else float("nan")
-        print(f"{eng:10s} {g:9.3f} {j:10.3f} {gj:14.3f} {a:9.3f} {over:9.2f} {r['peak_rss_gib']:8.2f}")
-    print("lm-eval gguf (llama.cpp server): not run (needs a llama.cpp HTTP server; see the docstring)")
+        print(f"{eng:12s} {g:9.3f} {j:10.3f} {gj:14.3f} {a:9.3f} {over:9.2f} {r['peak_rss_gib']:8.2f}")
     print("RESULTS " + json.dumps(results))
     lm = results.get("lm-eval", {})
     for eng in ("llamacpp", "hf"):
@@ -201,6 +213,10 @@ def main() -> None:
         if "generate_self_judge_s" in r and "generate_s" in lm:
             ratio = (n / r["generate_self_judge_s"]) / (n / lm["generate_s"])
             print(f"ratio generate+self-judge / lm-eval generate-only ({args.model}, judgegap {eng}): {ratio:.2f}x")
+    gg, r = results.get("lm-eval-gguf", {}), results.get("llamacpp", {})
+    if "generate_s" in gg and "generate_self_judge_s" in r:  # same engine and file on both sides
+        ratio = (n / r["generate_self_judge_s"]) / (n / gg["generate_s"])
+        print(f"ratio generate+self-judge / lm-eval gguf generate-only ({args.model}, judgegap llamacpp): {ratio:.2f}x")
 
 
 if __name__ == "__main__":

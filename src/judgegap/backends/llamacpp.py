@@ -79,7 +79,8 @@ class LlamaCppBackend(Backend):
 
     def __init__(self, model: str, *, gguf_file: str | None = None, chat_template: str = "auto",
                  n_ctx: int | None = None, n_threads: int | None = None, n_gpu_layers: int = 0,
-                 cache_ram_mib: int = 0, swa_full: bool | None = None, **_: Any) -> None:
+                 cache_ram_mib: int = 0, swa_full: bool | None = None, n_predict: int | None = None,
+                 **_: Any) -> None:
         try:
             import xllamacpp as xl
         except ImportError:
@@ -120,6 +121,8 @@ class LlamaCppBackend(Backend):
         p.n_gpu_layers = int(n_gpu_layers)
         p.cache_ram_mib = int(cache_ram_mib)
         p.swa_full = self.swa_full
+        if n_predict is not None:  # the cap for HTTP clients that send no max_tokens (benchmarks/engines.py)
+            p.n_predict = int(n_predict)
         p.warmup = False
         try:
             p.verbosity = 0  # quiet: llama.cpp logs every request otherwise
