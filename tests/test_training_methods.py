@@ -187,20 +187,27 @@ def test_see_reward_on_hand_computed_cases():
     assert split_scored_reply("no score here") == ("no score here", None)
 
 
+def _one_online_round(tmp_path, data_dir, tiny_model, method: str, extra: dict):
+    """One round of an online method on the tiny model (2 prompts x 2 samples): (cfg, OUT, round 0's
+    log text, its parsed log)."""
+    params = {"rounds": 1, "prompts_per_round": 2, "num_generations": 2, "batch_size": 4, "max_completion_tokens": 6,
+              **extra}
+    cfg = _train_cfg(tmp_path, data_dir, tiny_model, method={"name": method, "params": params},
+                     training={"batch_size": 4, "learning_rate": 0.01, "max_length": 4096})
+    p = cli_inproc("train", str(_write(tmp_path, cfg)), "--no-eval")
+    assert p.returncode == 0, p.stderr
+    out = tmp_path / "tr"
+    r0 = (out / "rounds" / "round-0" / "log.json").read_text()
+    return cfg, out, r0, json.loads(r0)
+
+
 def test_see_runs_rounds_logs_reward_parts_and_resumes_after_the_last_round(tmp_path, data_dir, tiny_model):
     """Two SEE rounds on a tiny model (GRPO policy step + MJD step each): per-round logs with the
     reward's parts, an adapter per round; a rerun with --resume and more rounds continues after the
     last complete round without redoing it; the final adapter loads."""
     from judgegap.backends.hf import HFBackend
 
-    params = {"rounds": 1, "prompts_per_round": 2, "num_generations": 2, "batch_size": 4, "max_completion_tokens": 6}
-    cfg = _train_cfg(tmp_path, data_dir, tiny_model, method={"name": "see", "params": params},
-                     training={"batch_size": 4, "learning_rate": 0.01, "max_length": 4096})
-    p = cli_inproc("train", str(_write(tmp_path, cfg)), "--no-eval")
-    assert p.returncode == 0, p.stderr
-    out = tmp_path / "tr"
-    r0 = (out / "rounds" / "round-0" / "log.json").read_text()
-    log0 = json.loads(r0)
+    cfg, out, r0, log0 = _one_online_round(tmp_path, data_dir, tiny_model, "see", {})
     assert log0["samples"] == 2 * 2 and set(log0) >= {"quality", "calibration", "format_ok", "reward", "mjd_loss"}
     assert log0["mjd_examples"] == 4 and log0["mjd_loss"]
     assert log0["format_ok"] == 1.0 and 0 < log0["calibration"] <= 1  # assessment mode: always a score
@@ -405,15 +412,7 @@ def test_serl_runs_rounds_without_the_metric_in_the_reward_and_resumes(tmp_path,
     """One SERL round on a tiny model: rewards in [0, 1] from the policy's own pairwise judgements,
     the consistency share and the metric diagnostic logged; --resume with two rounds continues after
     round 0; the report has the rounds table."""
-    params = {"rounds": 1, "prompts_per_round": 2, "num_generations": 2, "batch_size": 4, "max_completion_tokens": 6,
-              "temperature": 1.5}
-    cfg = _train_cfg(tmp_path, data_dir, tiny_model, method={"name": "serl", "params": params},
-                     training={"batch_size": 4, "learning_rate": 0.01, "max_length": 4096})
-    p = cli_inproc("train", str(_write(tmp_path, cfg)), "--no-eval")
-    assert p.returncode == 0, p.stderr
-    out = tmp_path / "tr"
-    r0 = (out / "rounds" / "round-0" / "log.json").read_text()
-    log0 = json.loads(r0)
+    cfg, out, r0, log0 = _one_online_round(tmp_path, data_dir, tiny_model, "serl", {"temperature": 1.5})
     assert log0["samples"] == 4 and 0.0 <= log0["reward"] <= 1.0 and log0["policy_loss"]
     assert 1 <= log0["pairs_judged"] <= 2 and set(log0) >= {"consistency", "quality", "agrees_with_metric"}
     if log0["pairs_judged"]:
