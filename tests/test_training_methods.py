@@ -187,13 +187,13 @@ def test_see_reward_on_hand_computed_cases():
     assert split_scored_reply("no score here") == ("no score here", None)
 
 
-def _one_online_round(tmp_path, data_dir, tiny_model, method: str, extra: dict):
+def _one_online_round(tmp_path, data_dir, tiny_model, method: str, extra: dict, **cfg_extra):
     """One round of an online method on the tiny model (2 prompts x 2 samples): (cfg, OUT, round 0's
     log text, its parsed log)."""
     params = {"rounds": 1, "prompts_per_round": 2, "num_generations": 2, "batch_size": 4, "max_completion_tokens": 6,
               **extra}
     cfg = _train_cfg(tmp_path, data_dir, tiny_model, method={"name": method, "params": params},
-                     training={"batch_size": 4, "learning_rate": 0.01, "max_length": 4096})
+                     training={"batch_size": 4, "learning_rate": 0.01, "max_length": 4096}, **cfg_extra)
     p = cli_inproc("train", str(_write(tmp_path, cfg)), "--no-eval")
     assert p.returncode == 0, p.stderr
     out = tmp_path / "tr"
@@ -433,3 +433,32 @@ def test_serl_params_bad_input_is_one_line(tmp_path, data_dir, tiny_model):
     p = cli_inproc("train", str(_write(tmp_path, cfg)), "--no-eval")
     assert p.returncode != 0 and "multiple of num_generations" in p.stderr and "Traceback" not in p.stderr
     assert len(p.stderr.strip().splitlines()) == 1, p.stderr
+
+
+def test_online_rounds_log_a_held_out_calibration_probe(tmp_path, data_dir, tiny_model):
+    """probe_items: held-out items of the eval datasets (no training id or passage) answered and
+    self-scored before the first round and after each: ECE / Brier / AUROC per round in the log, the
+    'before' point in the summary, the curve in the report; without eval datasets, one line."""
+    from judgegap.training.adapters import passage_hash
+    from judgegap.training.config import parse_train_config
+    from judgegap.training.methods import TrainContext
+    from judgegap.training.pipeline import training_items
+    from judgegap.training.probe import probe_set
+
+    ev = [{"name": "squad2", "n": 3, "seed": 5}]
+    cfg, out, _, log0 = _one_online_round(tmp_path, data_dir, tiny_model, "serl", {"probe_items": 3}, eval=ev)
+    assert log0["probe_n"] == 3 and 0.0 <= log0["probe_brier"] <= 1.0 and "probe_ece" in log0
+    s = json.loads((out / "train_summary.json").read_text())["training"]
+    assert s["probe_before"]["probe_n"] == 3 and (out / "rounds" / "probe-before.json").is_file()
+    assert 'id="probe-curve"' in (out / "report.html").read_text()
+    tc = parse_train_config(cfg)
+    items, pools, metrics = training_items(tc)
+    probe = probe_set(tc, TrainContext(items=items, pools=pools, metrics=metrics, backend=None, model_cfg=tc.model), 3)
+    train_ids = {it.id for its in items.values() for it in its}
+    train_p = {passage_hash(it.context) for its in items.values() for it in its}
+    assert all(it.id not in train_ids and passage_hash(it.context) not in train_p for it in probe.items["squad2"])
+
+    bad = _train_cfg(tmp_path / "b", data_dir, tiny_model, method={"name": "see", "params": {"probe_items": 2}})
+    (tmp_path / "b").mkdir()
+    p = cli_inproc("train", str(_write(tmp_path / "b", bad)), "--no-eval")
+    assert p.returncode != 0 and "probe_items needs eval" in p.stderr and len(p.stderr.strip().splitlines()) == 1

@@ -68,8 +68,10 @@ class TrainingMethod:
             loc, msg = first_error(exc)
             raise ValueError(f"method.params.{loc}: {msg}") from None
 
-    def check(self, params: Any) -> None:  # noqa: B027 - optional hook
+    def check(self, params: Any, cfg: Any = None) -> None:
         """Input checks beyond the params' schema (e.g. a model's weights exist), before training."""
+        if getattr(params, "probe_items", 0) and cfg is not None and not cfg.eval:
+            raise ConfigError("method.params.probe_items needs eval: datasets to draw held-out probe items from")
 
     def build_examples(self, ctx: TrainContext, params: Any) -> list[Example]:
         raise NotImplementedError
@@ -249,7 +251,7 @@ class MaskedJudgeDistillation(TrainingMethod):
     name = "mjd"
     Params = MJDParams
 
-    def check(self, p: MJDParams) -> None:
+    def check(self, p: MJDParams, cfg: Any = None) -> None:
         if p.reference_model is not None:
             from judgegap.experiments.runner import check_model
 
@@ -326,6 +328,10 @@ class OnlineParams(BaseModel):
     max_completion_tokens: int = Field(default=24, ge=4, le=512)
     temperature: float = Field(default=1.0, gt=0.0, le=2.0)
     kl_beta: float = Field(default=0.0, ge=0.0, description="GRPO's KL penalty to the base policy (0 = none)")
+    probe_items: int = Field(default=0, ge=0, le=2000, description="held-out items per eval dataset scored before"
+                             " the first round and after every round: the self-score calibration curve (0 = none)")
+    score_template: str = Field(default="self_score@2", description="the self-score prompt (SEE's MJD step and"
+                                " reward; the probe's calibration reading)")
 
     @field_validator("batch_size")
     @classmethod
@@ -350,7 +356,6 @@ class SEEParams(OnlineParams):
     f1_threshold: float = Field(default=0.5, gt=0.0, le=1.0)
     generate_template: str | None = Field(default=None, description="default: qa_generate@2 (assessment),"
                                           " qa_generate_scored@1 (reply)")
-    score_template: str = "self_score@2"
 
     @property
     def policy_template(self) -> str:

@@ -105,7 +105,7 @@ def run_training(cfg: TrainConfig, resume: bool = False, overwrite: bool = False
     out = Path(cfg.output_dir)
     method = METHODS.get(cfg.method.name)()
     params = method.parse_params(cfg.method.params)
-    method.check(params)
+    method.check(params, cfg)
     with RunLock(out, "train"):
         _prepare(out, resume, overwrite)
         split = split_record(items)

@@ -87,10 +87,11 @@ def scoring(model: Any, fn: Any) -> Any:
 
 
 def online_rounds(be: Any, ctx: Any, cfg: Any, p: Any, out: Path, resume: bool, progress: Any, label: str,
-                  one_round: Any) -> dict[str, Any]:
+                  one_round: Any, generate_template: str) -> dict[str, Any]:
     """The rounds loop shared by the online methods: a LoRA adapter (or the last complete round's on
     --resume), a fresh prompt window per round, ``one_round(model, r, window, rdir) -> (model, log)``,
-    the adapter and log saved after each round (the log last: it marks the round complete), the final
+    the held-out probe's calibration before the first round and after each (``p.probe_items``), the
+    adapter and log saved after each round (the log last: it marks the round complete), the final
     adapter in OUT/adapter, and the training summary."""
     import torch
     from peft import LoraConfig, PeftModel, get_peft_model
@@ -111,6 +112,25 @@ def online_rounds(be: Any, ctx: Any, cfg: Any, p: Any, out: Path, resume: bool, 
                                                     target_modules=cfg.lora.target_modules, task_type="CAUSAL_LM"))
     windows = prompt_windows(ctx, p.rounds, p.prompts_per_round, cfg.seed)
     rounds_log = [json.loads((out / "rounds" / f"round-{r}" / "log.json").read_text()) for r in done]
+    probe_fn = None
+    before = None
+    if p.probe_items:
+        from judgegap.training.probe import probe_calibration, probe_set
+
+        probe = probe_set(cfg, ctx, p.probe_items)
+
+        def probe_fn(m: Any) -> dict[str, Any]:
+            got = probe_calibration(be, m, probe, cfg.model, generate_template, p.score_template,
+                                    getattr(p, "f1_threshold", 0.5))
+            return {k: (None if isinstance(v, float) and v != v else v) for k, v in got.items()}  # NaN -> null
+
+        before_file = out / "rounds" / "probe-before.json"
+        if before_file.is_file():
+            before = json.loads(before_file.read_text())
+        else:
+            before = probe_fn(model)
+            before_file.parent.mkdir(parents=True, exist_ok=True)
+            before_file.write_text(json.dumps(before, indent=1))
     task = progress.add_task(f"{label} rounds", total=p.rounds) if progress is not None else None
     if task is not None:
         progress.update(task, completed=start)
@@ -120,6 +140,8 @@ def online_rounds(be: Any, ctx: Any, cfg: Any, p: Any, out: Path, resume: bool, 
         set_seed(cfg.seed + r)
         rdir = out / "rounds" / f"round-{r}"
         model, log = one_round(model, r, windows[r], rdir)
+        if probe_fn is not None:
+            log |= probe_fn(model)
         log = {"round": r, **log, "seconds": round(time.perf_counter() - t0, 2)}
         model.save_pretrained(str(rdir / "adapter"))
         (rdir / "log.json").write_text(json.dumps(log, indent=1))  # written last: marks the round complete
@@ -139,7 +161,8 @@ def online_rounds(be: Any, ctx: Any, cfg: Any, p: Any, out: Path, resume: bool, 
     on_gpu = be.device == "cuda"
     last_loss = [{"step": x["round"] + 1, "loss": (x.get("mjd_loss") or x.get("policy_loss"))[-1]}
                  for x in rounds_log if x.get("mjd_loss") or x.get("policy_loss")]
-    return {"steps": len(rounds_log), "rounds": rounds_log, "resumed_from": f"round-{done[-1]}" if done else None,
+    return {"steps": len(rounds_log), "rounds": rounds_log, "probe_before": before,
+            "resumed_from": f"round-{done[-1]}" if done else None,
             "steps_this_process": p.rounds - start, "train_seconds": round(time.perf_counter() - t_all, 2),
             "seconds_per_step": round(sum(secs) / len(secs), 3) if secs else None, "step_unit": "round",
             "examples": sum(x["samples"] for x in rounds_log), "loss": last_loss,
@@ -230,4 +253,4 @@ def train_see(be: Any, ctx: Any, cfg: Any, p: Any, out: Path, resume: bool, prog
                        "reward": sum(x["reward"] for x in parts) / n,
                        "policy_loss": policy_loss, "mjd_examples": len(enc_rows), "mjd_loss": mjd_loss}
 
-    return online_rounds(be, ctx, cfg, p, out, resume, progress, "SEE", one_round)
+    return online_rounds(be, ctx, cfg, p, out, resume, progress, "SEE", one_round, p.policy_template)

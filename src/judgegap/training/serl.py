@@ -111,4 +111,4 @@ def train_serl(be: Any, ctx: Any, cfg: Any, p: Any, out: Path, resume: bool, pro
                        "agrees_with_metric": stats["agree"] / stats["decided"] if stats["decided"] else None,
                        "pairs_decided": stats["decided"], "policy_loss": policy_loss}
 
-    return online_rounds(be, ctx, cfg, p, out, resume, progress, "SERL", one_round)
+    return online_rounds(be, ctx, cfg, p, out, resume, progress, "SERL", one_round, p.generate_template)
