@@ -289,3 +289,22 @@ def test_gemma3_reuses_the_passage_across_an_items_prompts(items):
     got = np.array(first + warm)
     assert np.max(np.abs(got - np.array(cold))) < 0.2
     assert np.array_equal(np.argmax(got, axis=1), np.argmax(np.array(cold), axis=1))
+
+
+def test_a_token_outside_the_top_20_is_read_from_a_wider_ask_not_the_full_vocabulary(lcpp, items):
+    """A choice token ranked between 20 and 1024 at its position is read from a 1024-token ask (exact:
+    llama.cpp's probabilities come from the full softmax), not from a full-vocabulary ask, which for
+    Gemma 3's 262k vocabulary costs seconds a call; a rarer token still gets the full ask."""
+    from judgegap.backends.llamacpp import WIDE_N
+
+    ids = lcpp.encode(_judge_prompts(items[:1], [items[0].answers[0]])[0])
+    lcpp._top(ids, 1)  # the same prompt again below: each ask then re-evaluates the same tail (llama.cpp
+    full = lcpp._top(ids, lcpp.n_vocab)  # is not batch-invariant: a cold read differs by ~0.1 nats)
+    ranked = sorted(full, key=lambda t: -full[t])
+    mid, rare = ranked[300], ranked[WIDE_N + 500]
+    wide0, full0 = lcpp.wide_asks, lcpp.full_vocab_asks
+    got = lcpp._logprob_at(ids, mid, {})
+    assert (lcpp.wide_asks - wide0, lcpp.full_vocab_asks - full0) == (1, 0)
+    assert got == pytest.approx(full[mid], abs=1e-4)
+    got_rare = lcpp._logprob_at(ids, rare, {})
+    assert lcpp.full_vocab_asks - full0 == 1 and got_rare == pytest.approx(full[rare], abs=1e-4)

@@ -32,7 +32,8 @@ from judgegap.backends.base import BACKENDS, Backend, Capabilities, ChatPrompt, 
 from judgegap.backends.models import BUILTIN_MODELS, resolve_model_ref
 from judgegap.errors import BackendError
 
-TOP_N = 20  # top tokens asked for per position; a needed token outside them triggers a full-vocabulary ask
+TOP_N = 20  # top tokens asked for per position; a needed token outside them triggers a wider ask,
+WIDE_N = 1024  # then, outside those too, a full-vocabulary ask (262k entries for Gemma 3: seconds a call)
 
 
 def gguf_architecture(path: Path) -> tuple[str, int | None]:
@@ -138,6 +139,7 @@ class LlamaCppBackend(Backend):
         self.tokens_submitted = 0
         self.tokens_evaluated = 0
         self.full_vocab_asks = 0
+        self.wide_asks = 0
         self.requests = 0
 
     # -- identity -------------------------------------------------------------------------
@@ -154,7 +156,7 @@ class LlamaCppBackend(Backend):
                 "requests": self.requests, "prompt_tokens_submitted": sub,
                 "prompt_tokens_evaluated": self.tokens_evaluated,
                 "prefix_reuse": round(1 - self.tokens_evaluated / sub, 4) if sub else None,
-                "full_vocabulary_asks": self.full_vocab_asks}
+                "wide_asks": self.wide_asks, "full_vocabulary_asks": self.full_vocab_asks}
 
     # -- prompts --------------------------------------------------------------------------
     def render(self, prompt: ChatPrompt) -> str:
@@ -214,6 +216,9 @@ class LlamaCppBackend(Backend):
         key = tuple(ids)
         if key not in cache:
             cache[key] = self._top(ids, TOP_N)
+        if token not in cache[key] and len(cache[key]) < min(WIDE_N, self.n_vocab):
+            self.wide_asks += 1
+            cache[key] = self._top(ids, min(WIDE_N, self.n_vocab))
         if token not in cache[key]:
             self.full_vocab_asks += 1
             cache[key] = self._top(ids, self.n_vocab)
