@@ -462,3 +462,18 @@ def test_online_rounds_log_a_held_out_calibration_probe(tmp_path, data_dir, tiny
     (tmp_path / "b").mkdir()
     p = cli_inproc("train", str(_write(tmp_path / "b", bad)), "--no-eval")
     assert p.returncode != 0 and "probe_items needs eval" in p.stderr and len(p.stderr.strip().splitlines()) == 1
+
+
+def test_a_stopped_evaluation_keeps_only_the_datasets_both_models_finished():
+    """When `judgegap train`'s evaluation is interrupted, the transfer matrix is written for the
+    datasets where base and tuned have every record (and marked interrupted); a dataset the tuned
+    model had only half judged is left out rather than compared on unequal items."""
+    from judgegap.training.pipeline import _finished
+
+    gens = ([{"dataset": "squad2", "model": m} for m in ("base", "tuned") for _ in range(3)]
+            + [{"dataset": "drop", "model": m} for m in ("base", "tuned") for _ in range(3)])
+    judgs = ([{"dataset": "squad2", "judge": m} for m in ("base", "tuned") for _ in range(9)]
+             + [{"dataset": "drop", "judge": "base"} for _ in range(9)] + [{"dataset": "drop", "judge": "tuned"}] * 4)
+    assert _finished(gens, "model") == {"squad2", "drop"}
+    assert _finished(judgs, "judge") == {"squad2"}
+    assert _finished([{"dataset": "musique", "model": "base"}], "model") == set()

@@ -39,9 +39,11 @@ class Hyper(_Strict):
     weight_decay: float = Field(default=0.0, ge=0.0)
     gradient_checkpointing: bool = Field(default=False, description="recompute activations in the backward pass:"
                                          " much less memory for ~30% more time per step")
-    sampling: Literal["group_by_length", "random"] = Field(
-        default="group_by_length", description="batch order: group_by_length batches examples of similar length"
-        " (randomly, seeded), so a batch pads little; random is transformers' plain shuffle")
+    sampling: Literal["random", "group_by_length"] = Field(
+        default="random", description="batch order: random is transformers' plain (seeded) shuffle;"
+        " group_by_length batches examples of similar length so a batch pads little, but for the judging"
+        " methods similar length means the same passage, and class balancing's repeated copies of one"
+        " example land in one batch (a tiny judge-sft stopped learning its labels): opt in for gen-sft")
 
 
 class MethodConfig(NamedParams):

@@ -24,7 +24,7 @@ from rich.markup import escape
 
 from judgegap.data import DATASETS, stratified_sample
 from judgegap.experiments.runner import filtered_pool
-from judgegap.errors import JudgegapError
+from judgegap.errors import Interrupted, JudgegapError
 from judgegap.report.training_view import build_training_report
 from judgegap.store.rundir import RunLock
 from judgegap.training.adapters import META_FILE, passage_hash
@@ -160,10 +160,20 @@ def run_training(cfg: TrainConfig, resume: bool = False, overwrite: bool = False
         write_json(out / "train_summary.json", summary)
         build_training_report(summary, out / "report.html")
     if evaluate and cfg.evaluate.enabled and cfg.eval:
-        summary["evaluation"] = evaluate_adapter(cfg, out, console)
-        with RunLock(out, "train"):
-            write_json(out / "train_summary.json", summary)
-            build_training_report(summary, out / "report.html")
+        def save(evaluation: dict[str, Any]) -> None:
+            summary["evaluation"] = evaluation
+            with RunLock(out, "train"):
+                write_json(out / "train_summary.json", summary)
+                build_training_report(summary, out / "report.html")
+
+        try:
+            save(evaluate_adapter(cfg, out, console))
+        except Interrupted:
+            partial = transfer_from_store(cfg, out, complete_only=True)
+            if partial["transfer"] or partial.get("selfscore_transfer"):  # keep the datasets that finished
+                save(partial | {"status": "interrupted", "note": "evaluation stopped: the matrix covers only the"
+                                " datasets both models finished; --resume completes it"})
+            raise
     return summary
 
 
@@ -172,21 +182,45 @@ def evaluate_adapter(cfg: TrainConfig, out: Path, console: Console) -> dict[str,
     from judgegap.config import parse_config
     from judgegap.experiments.runner import run_config
     from judgegap.store import Store
-    from judgegap.training.transfer import reading, selfscore_transfer, transfer_matrix
 
     run_cfg = parse_config(eval_config(cfg, out, out / "adapter"), "train config (evaluation)")
     eval_dir = out / "eval"
     resume = (eval_dir / Store.FILENAME).exists()
     run_config(run_cfg, resume=resume, overwrite=False, console=console)
+    return transfer_from_store(cfg, out) | {"status": "completed"}
+
+
+def _finished(recs: list[dict[str, Any]], who: str) -> set[str]:
+    """Datasets where base and tuned have the same (non-zero) number of records."""
+    out = set()
+    for ds in {r["dataset"] for r in recs}:
+        n = [sum(1 for r in recs if r["dataset"] == ds and r[who] == m) for m in ("base", "tuned")]
+        if n[0] == n[1] > 0:
+            out.add(ds)
+    return out
+
+
+def transfer_from_store(cfg: TrainConfig, out: Path, complete_only: bool = False) -> dict[str, Any]:
+    """The transfer matrix (and self-score transfer) from OUT/eval's store; ``complete_only``: only the
+    datasets both models finished (an evaluation that was stopped part-way)."""
+    from judgegap.store import Store
+    from judgegap.training.transfer import reading, selfscore_transfer, transfer_matrix
+
+    eval_dir = out / "eval"
     st = Store.in_dir(eval_dir)
     try:
-        matrix = transfer_matrix(st.records("asymmetry", "generation"), st.records("asymmetry", "judgment"),
-                                 "base", "tuned", cfg.evaluate.bootstrap_resamples, cfg.seed)
+        gens, judgs = st.records("asymmetry", "generation"), st.records("asymmetry", "judgment")
         scored = st.records("selfscore", "scored_answer")
-        ss = selfscore_transfer(scored, "base", "tuned", cfg.evaluate.bootstrap_resamples, cfg.seed) if scored else None
     finally:
         st.close()
-    out = {"transfer": matrix, "reading": reading(matrix, cfg.method.name), "run_dir": str(eval_dir)}
-    if ss is not None:
-        out["selfscore_transfer"] = ss
-    return out
+    if complete_only:
+        keep = _finished(gens, "model") & _finished(judgs, "judge")
+        gens, judgs = [r for r in gens if r["dataset"] in keep], [r for r in judgs if r["dataset"] in keep]
+        keep_s = _finished(scored, "model")
+        scored = [r for r in scored if r["dataset"] in keep_s]
+    matrix = transfer_matrix(gens, judgs, "base", "tuned", cfg.evaluate.bootstrap_resamples, cfg.seed)
+    res = {"transfer": matrix, "reading": reading(matrix, cfg.method.name), "run_dir": str(eval_dir)}
+    if scored:
+        res["selfscore_transfer"] = selfscore_transfer(scored, "base", "tuned", cfg.evaluate.bootstrap_resamples,
+                                                       cfg.seed)
+    return res
