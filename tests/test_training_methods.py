@@ -61,7 +61,8 @@ def test_f1_reference_score():
         f1_reference_score(1.2)
 
 
-def test_mjd_moves_the_self_score_toward_the_reference(tmp_path, data_dir, tiny_model):
+@pytest.mark.parametrize("tok", ["one-token-10", "digits"])
+def test_mjd_moves_the_self_score_toward_the_reference(tmp_path, data_dir, tiny_model, tiny_digits, tok):
     """Masked Judge Distillation on a tiny model: the loss is on the score tokens of the self-score
     prompt, the target 10 for answers the official metric accepts and 1 otherwise. Each example's
     target is checked against the official metric independently, and a few steps must raise the
@@ -75,8 +76,11 @@ def test_mjd_moves_the_self_score_toward_the_reference(tmp_path, data_dir, tiny_
     from judgegap.training.methods import METHODS, TrainContext
     from judgegap.training.pipeline import training_items
 
+    if tok == "digits":  # " 10" = " " + "1" + "0": the target " 1" must also mean "no 0 after it"
+        tiny_model = tiny_digits
+    steps = 16 if tok == "one-token-10" else 40  # three-token targets: slower to learn on a random model
     cfg = _train_cfg(tmp_path, data_dir, tiny_model, method={"name": "mjd", "params": {"reference": "correct"}},
-                     training={"max_steps": 16, "batch_size": 6, "learning_rate": 0.03, "save_steps": 16,
+                     training={"max_steps": steps, "batch_size": 6, "learning_rate": 0.03, "save_steps": steps,
                                "max_length": 4096})
     p = cli_inproc("train", str(_write(tmp_path, cfg)), "--no-eval")
     assert p.returncode == 0, p.stderr
@@ -95,7 +99,7 @@ def test_mjd_moves_the_self_score_toward_the_reference(tmp_path, data_dir, tiny_
     tuned = HFBackend(str(tiny_model), adapter=str(out / "adapter"))
     prompts = [e.prompt for e in examples]
     refs = [list(SCORES).index(int(e.target)) for e in examples]
-    ext = [base.choice_extensions(pr, list(SCORE_CHOICES)) for pr in prompts]  # the tiny tokenizer: " 10" is one token
+    ext = [base.choice_extensions(pr, list(SCORE_CHOICES)) for pr in prompts]
 
     def p_ref(be):
         return [score_distribution(lp, extensions=e)[0][r]
@@ -104,6 +108,15 @@ def test_mjd_moves_the_self_score_toward_the_reference(tmp_path, data_dir, tiny_
     pb, pt = p_ref(base), p_ref(tuned)
     rises = sum(t > b for b, t in zip(pb, pt))
     assert rises >= 0.8 * len(pb) and sum(pt) / len(pt) > sum(pb) / len(pb) + 0.04, (pb, pt)
+    from judgegap.training.sft import encode_all
+
+    rows, _ = encode_all(base.encoder, examples, 4096)  # each target is trained as -log P(exactly that score)
+    for e, row in zip(examples, rows):
+        assert row["soft_q"] == [float(s == int(e.target)) for s in range(1, 11)]
+        if tok == "digits":
+            assert row["soft_ext"][0] == [9]  # " 10" extends " 1": its "0" is pushed down for a target of 1
+    ones = [k for k, r in enumerate(refs) if r == 0]  # "exactly 1": where " 10" extends " 1", "0" must not follow
+    assert ones and sum(pt[k] > pb[k] for k in ones) >= 0.8 * len(ones), [(pb[k], pt[k]) for k in ones]
 
 
 def test_selfscore_transfer_on_records_with_known_answers(tmp_path):

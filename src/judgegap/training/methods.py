@@ -227,6 +227,13 @@ class MJDParams(BaseModel):
         return self
 
 
+def one_hot_score(score: int) -> list[float]:
+    """A hard score target as a distribution over 1..10."""
+    if not 1 <= score <= 10:
+        raise ValueError(f"score {score} is outside 1..10")
+    return [float(s == score) for s in range(1, 11)]
+
+
 def soft_f1_target(f1: float) -> list[float]:
     """1 + 9 F1 split between its two nearest scores (weights by distance), so the distribution's
     expected score is exactly 1 + 9 F1: F1 0.5 -> 5.5 = half 5, half 6."""
@@ -268,10 +275,13 @@ class MaskedJudgeDistillation(TrainingMethod):
             ref = f1_reference_score(f1) if p.reference in ("f1", "model") else (10 if label else 1)
             prompt = score_t.render(context=it.context, question=it.question, candidate=display_answer(pred),
                                     allow_unanswerable=unans)
-            meta: dict[str, Any] = {"candidate": pred, "reference": ref, "f1": f1}
-            if p.targets == "soft" and p.reference != "model":
-                q = soft_f1_target(f1) if p.reference == "f1" else [float(s == ref) for s in range(1, 11)]
-                meta |= {"soft_target": q, "soft_choices": list(SCORE_CHOICES)}
+            # Every target is a distribution over the ten scores, trained as -log P(exactly s): a hard
+            # " 1" is one-hot, and "exactly 1" also pushes down "0" after " 1" (" 10" = " 1" + "0" in the
+            # bundled tokenizers). Trained as plain SFT labels, " 1" never did, the " 10" targets taught
+            # "0" after every " 1", and the tuned SmolLM2 read every score as 10 (ECE 0.18 -> 0.86).
+            q = soft_f1_target(f1) if p.targets == "soft" and p.reference == "f1" else one_hot_score(ref)
+            meta: dict[str, Any] = {"candidate": pred, "reference": ref, "f1": f1, "soft_target": q,
+                                    "soft_choices": list(SCORE_CHOICES)}
             return Example(prompt, f" {ref}", source, it.id, ds, label, meta)
 
         rng = random.Random(ctx.seed)
@@ -310,9 +320,9 @@ def reference_model_targets(ctx: TrainContext, p: MJDParams, rows: list[Example]
         dist, mass = score_distribution(lp, choices, ext)
         ref = int(min(10, max(1, round(expected_score(dist)))))
         meta = r.meta | {"f1_reference": r.meta["reference"], "reference": ref,
-                         "reference_dist": [round(float(x), 6) for x in dist], "reference_mass": round(mass, 6)}
-        if p.targets == "soft":
-            meta |= {"soft_target": [float(x) for x in dist], "soft_choices": choices}
+                         "reference_dist": [round(float(x), 6) for x in dist], "reference_mass": round(mass, 6),
+                         "soft_target": [float(x) for x in dist] if p.targets == "soft" else one_hot_score(ref),
+                         "soft_choices": choices}
         out.append(replace(r, target=f" {ref}", meta=meta))
     return out
 

@@ -181,9 +181,10 @@ def train_see(be: Any, ctx: Any, cfg: Any, p: Any, out: Path, resume: bool, prog
     from judgegap.metrics.qa import score_item
     from judgegap.metrics.scores import SCORE_CHOICES, expected_score, f1_reference_score, score_distribution
     from judgegap.prompts import PROMPTS
-    from judgegap.training.methods import Example
+    from judgegap.training.methods import Example, one_hot_score
     from judgegap.training.reward import RewardWeights, see_reward, split_scored_reply
     from judgegap.training.sft import IGNORE, encode_all, target_only_trainer
+    from judgegap.training.soft import soft_collator
 
     h = cfg.training
     gen_t, score_t = PROMPTS.get(p.policy_template), PROMPTS.get(p.score_template)
@@ -230,7 +231,8 @@ def train_see(be: Any, ctx: Any, cfg: Any, p: Any, out: Path, resume: bool, prog
             ref = f1_reference_score(f1) if p.reference == "f1" else (10 if f1 >= p.f1_threshold else 1)
             prompt = score_t.render(context=it.context, question=it.question, candidate=display_answer(pred),
                                     allow_unanswerable=unans[ds])
-            examples.append(Example(prompt, f" {ref}", "own_sample", it.id, ds, int(f1 >= p.f1_threshold)))
+            examples.append(Example(prompt, f" {ref}", "own_sample", it.id, ds, int(f1 >= p.f1_threshold),
+                                    {"soft_target": one_hot_score(ref), "soft_choices": list(SCORE_CHOICES)}))
         enc_rows, _ = encode_all(be.encoder, examples, h.max_length)
         mjd_loss: list[float] = []
         if enc_rows:
@@ -240,8 +242,8 @@ def train_see(be: Any, ctx: Any, cfg: Any, p: Any, out: Path, resume: bool, prog
                 num_train_epochs=p.mjd_epochs, learning_rate=h.learning_rate, logging_steps=1, save_strategy="no",
                 report_to=[], disable_tqdm=True, use_cpu=not on_gpu, seed=cfg.seed + r,
                 bf16=on_gpu and torch.cuda.is_bf16_supported(), remove_unused_columns=False)
-            sft = target_only_trainer(model, sargs, Dataset.from_list(enc_rows),
-                                      DataCollatorForSeq2Seq(be.tok, label_pad_token_id=IGNORE, padding=True), [])
+            sft = target_only_trainer(model, sargs, Dataset.from_list(enc_rows), soft_collator(
+                DataCollatorForSeq2Seq(be.tok, label_pad_token_id=IGNORE, padding=True)), [])
             sft.train()
             be.tok.padding_side = "left"
             mjd_loss = [float(x["loss"]) for x in sft.state.log_history if "loss" in x]
