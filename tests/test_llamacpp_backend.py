@@ -156,13 +156,18 @@ def test_bad_inputs_are_one_line(tmp_path, data_dir):
         assert p.returncode != 0 and lines and lines[-1].startswith("error: ") and expect in lines[-1], p.stderr
 
 
-def test_kill_9_then_resume_through_llamacpp(tmp_path, data_dir):
+def _write_llamacpp_run(tmp_path, data_dir, n: int) -> None:
+    """tmp_path/c.yaml: asymmetry on n SQuAD items through llama.cpp (the kill / Ctrl-C tests' run)."""
     cfg = {"name": "lc", "output_dir": str(tmp_path / "out"), "data_dir": str(data_dir), "bootstrap_resamples": 100,
-           "datasets": [{"name": "squad2", "n": 4}],
+           "datasets": [{"name": "squad2", "n": n}],
            "models": [{"name": "m", "backend": "llamacpp", "model": MODEL, "n_ctx": 2048,
                        "generation": {"max_new_tokens": 4}}],
            "experiments": [{"name": "asymmetry", "params": {"text_verdict": False}}]}
     (tmp_path / "c.yaml").write_text(yaml.safe_dump(cfg))
+
+
+def test_kill_9_then_resume_through_llamacpp(tmp_path, data_dir):
+    _write_llamacpp_run(tmp_path, data_dir, n=4)
     db = call_cache_file()
     run_then_kill_9(["run", str(tmp_path / "c.yaml")], min_calls=1, timeout=180)
     with sqlite3.connect(db) as c:
@@ -206,12 +211,7 @@ def test_ctrl_c_inside_a_llama_cpp_call_marks_the_run_interrupted(tmp_path, data
 
     from tests.conftest import count_calls
 
-    cfg = {"name": "lc", "output_dir": str(tmp_path / "out"), "data_dir": str(data_dir), "bootstrap_resamples": 100,
-           "datasets": [{"name": "squad2", "n": 6}],
-           "models": [{"name": "m", "backend": "llamacpp", "model": MODEL, "n_ctx": 2048,
-                       "generation": {"max_new_tokens": 4}}],
-           "experiments": [{"name": "asymmetry", "params": {"text_verdict": False}}]}
-    (tmp_path / "c.yaml").write_text(yaml.safe_dump(cfg))
+    _write_llamacpp_run(tmp_path, data_dir, n=6)
     db = call_cache_file()
     proc = subprocess.Popen([sys.executable, "-m", "judgegap.cli", "run", str(tmp_path / "c.yaml")],
                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
