@@ -52,17 +52,16 @@ def grpo_step(model: Any, be: Any, rows: list[dict[str, Any]], reward: Any, p: A
               rdir: Path) -> tuple[Any, list[float]]:
     """One GRPO policy update (trl) over ``rows`` (prompt + key columns) with ``reward``; the updated
     model and its per-step losses."""
-    import torch
     from datasets import Dataset
     from trl import GRPOConfig, GRPOTrainer
 
-    on_gpu = be.device == "cuda"
+    from judgegap.training.sft import run_arguments
+
     gargs = GRPOConfig(
         output_dir=str(rdir / "grpo"), per_device_train_batch_size=p.batch_size,
         num_generations=p.num_generations, max_completion_length=p.max_completion_tokens,
-        temperature=p.temperature, num_train_epochs=1, learning_rate=cfg.training.learning_rate, seed=cfg.seed + r,
-        use_cpu=not on_gpu, bf16=on_gpu and torch.cuda.is_bf16_supported(), report_to=[], logging_steps=1,
-        save_strategy="no", disable_tqdm=True, beta=p.kl_beta)
+        temperature=p.temperature, num_train_epochs=1, learning_rate=cfg.training.learning_rate,
+        save_strategy="no", beta=p.kl_beta, **run_arguments(cfg.seed + r, be.device == "cuda"))
     grpo = GRPOTrainer(model=model, reward_funcs=[reward], args=gargs, train_dataset=Dataset.from_list(rows),
                        processing_class=be.tok)
     grpo.train()
@@ -173,9 +172,8 @@ def online_rounds(be: Any, ctx: Any, cfg: Any, p: Any, out: Path, resume: bool, 
 
 
 def train_see(be: Any, ctx: Any, cfg: Any, p: Any, out: Path, resume: bool, progress: Any = None) -> dict[str, Any]:
-    import torch
     from datasets import Dataset
-    from transformers import DataCollatorForSeq2Seq, TrainingArguments
+    from transformers import DataCollatorForSeq2Seq
 
     from judgegap.experiments.candidates import clean_answer, display_answer
     from judgegap.metrics.qa import score_item
@@ -183,7 +181,7 @@ def train_see(be: Any, ctx: Any, cfg: Any, p: Any, out: Path, resume: bool, prog
     from judgegap.prompts import PROMPTS
     from judgegap.training.methods import Example, one_hot_score
     from judgegap.training.reward import RewardWeights, see_reward, split_scored_reply
-    from judgegap.training.sft import IGNORE, encode_all, target_only_trainer
+    from judgegap.training.sft import IGNORE, encode_all, steps_for, target_only_trainer, training_arguments
     from judgegap.training.soft import soft_collator
 
     h = cfg.training
@@ -237,11 +235,8 @@ def train_see(be: Any, ctx: Any, cfg: Any, p: Any, out: Path, resume: bool, prog
         mjd_loss: list[float] = []
         if enc_rows:
             be.tok.padding_side = "right"
-            sargs = TrainingArguments(
-                output_dir=str(rdir / "mjd"), per_device_train_batch_size=h.batch_size,
-                num_train_epochs=p.mjd_epochs, learning_rate=h.learning_rate, logging_steps=1, save_strategy="no",
-                report_to=[], disable_tqdm=True, use_cpu=not on_gpu, seed=cfg.seed + r,
-                bf16=on_gpu and torch.cuda.is_bf16_supported(), remove_unused_columns=False)
+            sargs = training_arguments(h, rdir / "mjd", steps_for(len(enc_rows), h, p.mjd_epochs), cfg.seed + r,
+                                       on_gpu, save=False)
             sft = target_only_trainer(model, sargs, Dataset.from_list(enc_rows), soft_collator(
                 DataCollatorForSeq2Seq(be.tok, label_pad_token_id=IGNORE, padding=True)), [])
             sft.train()

@@ -123,20 +123,38 @@ def last_checkpoint(ckpt_dir: Path) -> str | None:
     return str(found[-1]) if found else None
 
 
-def training_arguments(h: Any, out: Path, total: int, seed: int, on_gpu: bool) -> Any:
-    """transformers ``TrainingArguments`` from our ``training:`` block (checkpoints under OUT/checkpoints)."""
+def run_arguments(seed: int, on_gpu: bool) -> dict[str, Any]:
+    """The settings every trainer of ours shares (SFT, the SEE/SERL GRPO step and their MJD step):
+    CPU or bf16 GPU, seeded, no reporting or tqdm (our own progress bar), every step logged."""
     import torch
+
+    return {"seed": seed, "data_seed": seed, "use_cpu": not on_gpu, "bf16": on_gpu and torch.cuda.is_bf16_supported(),
+            "report_to": [], "disable_tqdm": True, "logging_steps": 1, "remove_unused_columns": False,
+            "dataloader_num_workers": 0}
+
+
+def training_arguments(h: Any, output_dir: Path, total: int, seed: int, on_gpu: bool, save: bool = True) -> Any:
+    """transformers ``TrainingArguments`` from our ``training:`` block for a run of ``total`` optimiser steps.
+
+    One function for every supervised step (the SFT methods and SEE's per-round MJD step), so a setting
+    in ``training:`` (accumulation, warm-up, weight decay, sampling, checkpointing) means the same everywhere.
+    ``save=False`` for steps whose state our own round checkpoints keep.
+    """
     from transformers import TrainingArguments
 
     return TrainingArguments(
-        output_dir=str(out / "checkpoints"), per_device_train_batch_size=h.batch_size,
+        output_dir=str(output_dir), per_device_train_batch_size=h.batch_size,
         gradient_accumulation_steps=h.grad_accum, learning_rate=h.learning_rate, num_train_epochs=h.epochs,
-        max_steps=total, warmup_steps=int(h.warmup_ratio * total), weight_decay=h.weight_decay, logging_steps=1,
-        save_strategy="steps", save_steps=h.save_steps, save_total_limit=2, seed=seed, data_seed=seed,
-        report_to=[], disable_tqdm=True, use_cpu=not on_gpu, bf16=on_gpu and torch.cuda.is_bf16_supported(),
-        remove_unused_columns=False, dataloader_num_workers=0, train_sampling_strategy=h.sampling,
-        lr_scheduler_type="linear", gradient_checkpointing=h.gradient_checkpointing,
-        gradient_checkpointing_kwargs={"use_reentrant": False} if h.gradient_checkpointing else None)
+        max_steps=total, warmup_steps=int(h.warmup_ratio * total), weight_decay=h.weight_decay,
+        save_strategy="steps" if save else "no", save_steps=h.save_steps, save_total_limit=2,
+        train_sampling_strategy=h.sampling, lr_scheduler_type="linear", gradient_checkpointing=h.gradient_checkpointing,
+        gradient_checkpointing_kwargs={"use_reentrant": False} if h.gradient_checkpointing else None,
+        **run_arguments(seed, on_gpu))
+
+
+def steps_for(n_rows: int, h: Any, epochs: float) -> int:
+    """Optimiser steps for ``epochs`` passes over ``n_rows`` examples at the configured batch and accumulation."""
+    return max(1, math.ceil(math.ceil(n_rows / (h.batch_size * h.grad_accum)) * epochs))
 
 
 def train_sft(be: Any, rows: list[dict[str, list[int]]], cfg: Any, out: Path, resume: bool,
@@ -165,9 +183,8 @@ def train_sft(be: Any, rows: list[dict[str, list[int]]], cfg: Any, out: Path, re
     ds = Dataset.from_list(rows)
     be.tok.padding_side = "right"
     on_gpu = be.device == "cuda"
-    steps_per_epoch = math.ceil(len(rows) / (h.batch_size * h.grad_accum))
-    total = h.max_steps or max(1, math.ceil(steps_per_epoch * h.epochs))
-    args = training_arguments(h, out, total, cfg.seed, on_gpu)
+    total = h.max_steps or steps_for(len(rows), h, h.epochs)
+    args = training_arguments(h, out / "checkpoints", total, cfg.seed, on_gpu)
     log: list[dict[str, Any]] = []
     t_steps: list[float] = []
 
