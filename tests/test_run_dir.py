@@ -252,3 +252,29 @@ def test_resume_after_an_upgrade_that_added_config_fields(tmp_path, data_dir):
     assert p.returncode == 0, p.stderr
     s = json.loads((tmp_path / "out" / "summary.json").read_text())
     assert s["experiments"]["asymmetry"]["datasets"]["squad2"]["models"]["s"]["n_items"] == 5
+
+
+def test_dataset_option_runs_one_dataset_and_the_whole_config_then_repeats_none_of_its_calls(tmp_path, data_dir):
+    """``--dataset`` splits a long job: the part runs only its dataset, and the later run of the whole
+    config gets every one of that dataset's calls from the call cache."""
+    cfg = yaml.safe_load(_cfg(tmp_path, data_dir, n=5).read_text())
+    cfg["datasets"] = [{"name": "squad2", "n": 5, "seed": 0}, {"name": "drop", "n": 4, "seed": 0}]
+    (tmp_path / "two.yaml").write_text(yaml.safe_dump(cfg))
+    p = cli_inproc("run", str(tmp_path / "two.yaml"), "--dataset", "drop", "-o", str(tmp_path / "part"))
+    assert p.returncode == 0, p.stderr
+    part = json.loads((tmp_path / "part" / "summary.json").read_text())
+    assert set(part["experiments"]["asymmetry"]["datasets"]) == {"drop"}
+    assert part["run"]["cache_misses"] > 0
+    assert cli_inproc("run", str(tmp_path / "two.yaml"), "-o", str(tmp_path / "whole")).returncode == 0
+    whole = json.loads((tmp_path / "whole" / "summary.json").read_text())
+    assert set(whole["experiments"]["asymmetry"]["datasets"]) == {"squad2", "drop"}
+    assert whole["experiments"]["asymmetry"]["datasets"]["drop"] == part["experiments"]["asymmetry"]["datasets"]["drop"]
+    # the whole run's misses are squad2's alone: 5 answers + 15 judgements
+    assert whole["run"]["cache_misses"] == 5 + 5 * 3 and whole["run"]["cache_hits"] >= part["run"]["cache_misses"]
+
+
+def test_dataset_option_names_an_unknown_dataset_in_one_line(tmp_path, data_dir):
+    p = cli_inproc("run", str(_cfg(tmp_path, data_dir)), "--dataset", "musique")
+    line = _one_line_error(p)
+    assert "--dataset 'musique'" in line and "squad2" in line
+    assert not (tmp_path / "out").exists()

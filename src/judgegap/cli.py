@@ -86,6 +86,8 @@ def run(
     output_dir: Optional[Path] = typer.Option(None, "--output-dir", "-o", help="override output_dir"),
     n: Optional[int] = typer.Option(None, "--n", help="override the sample size of every dataset"),
     data_dir: Optional[Path] = typer.Option(None, "--data-dir", help="override data_dir"),
+    dataset: Optional[list[str]] = typer.Option(None, "--dataset", help="run only this dataset of the config"
+                                                " (repeatable): a long job in parts, each reusing the call cache"),
     include: Optional[list[Path]] = typer.Option(None, "--include", help="a plugin .py file to import first"
                                                  " (registers datasets / backends / experiments); repeatable"),
 ) -> None:
@@ -98,7 +100,7 @@ def run(
         load_file(f, f"--include[{k}]")
 
     cfg = apply_overrides(load_config(config or default_config_path()), output_dir=output_dir, data_dir=data_dir,
-                          n=n)
+                          n=n, datasets=dataset)
     summary = run_config(cfg, resume=resume, overwrite=overwrite, console=err)
     print_summary(summary)
     out.print(f"results in {escape(str(cfg.output_dir))}/ (report.html, summary.json, results.jsonl, {cfg.output_dir}/"
@@ -174,13 +176,24 @@ def judge_pairs(
 
 
 def apply_overrides(cfg: Any, output_dir: Path | None = None, data_dir: Path | None = None,
-                    n: int | None = None) -> Any:
-    """Command-line overrides, validated exactly like the config file's own values."""
+                    n: int | None = None, datasets: list[str] | None = None) -> Any:
+    """Command-line overrides, validated exactly like the config file's own values.
+
+    ``datasets`` keeps only the named entries of ``datasets:`` — a 9-hour CPU job (configs/qwen_full.yaml)
+    can run one dataset at a time; the call cache lives outside the run, so a later run of the whole
+    config repeats none of those calls.
+    """
     from judgegap.config import parse_config
 
-    if output_dir is None and data_dir is None and n is None:
+    if output_dir is None and data_dir is None and n is None and not datasets:
         return cfg
     d = json.loads(cfg.model_dump_json())
+    if datasets:
+        have = [ds["name"] for ds in d["datasets"]]
+        unknown = [x for x in datasets if x not in have]
+        if unknown:
+            raise JudgegapError(f"--dataset {unknown[0]!r}: not in this config's datasets ({', '.join(have)})")
+        d["datasets"] = [ds for ds in d["datasets"] if ds["name"] in datasets]
     if output_dir is not None:
         d["output_dir"] = str(output_dir)
     if data_dir is not None:
@@ -188,7 +201,7 @@ def apply_overrides(cfg: Any, output_dir: Path | None = None, data_dir: Path | N
     if n is not None:
         for ds in d["datasets"]:
             ds["n"] = n
-    return parse_config(d, "command line (--n / -o / --data-dir)")
+    return parse_config(d, "command line (--n / -o / --data-dir / --dataset)")
 
 
 def _run_requiring(experiment: str, config: Path, **kw: Any) -> None:
