@@ -278,3 +278,51 @@ def test_dataset_option_names_an_unknown_dataset_in_one_line(tmp_path, data_dir)
     line = _one_line_error(p)
     assert "--dataset 'musique'" in line and "squad2" in line
     assert not (tmp_path / "out").exists()
+
+
+def _calls_in_order(cache: Path) -> list[tuple[str, str, str]]:
+    """(method, question, the prompt's assistant prefix) of every cached call in the order it was made."""
+    import re
+
+    out = []
+    with sqlite3.connect(cache) as c:
+        for method, req in c.execute("SELECT method, request_json FROM calls ORDER BY rowid"):
+            prompt = json.loads(req)["prompt"]
+            user = [m[1] for m in prompt["messages"] if m[0] == "user"][0]
+            out.append((method, re.search(r"Question: (.*)", user).group(1), prompt["assistant_prefix"]))
+    return out
+
+
+@pytest.mark.parametrize("text_verdict", [False, True])
+def test_prefix_cache_backend_gets_each_items_calls_of_every_experiment_back_to_back(tmp_path, data_dir,
+                                                                                     text_verdict):
+    """On a backend with a prefix cache (llamacpp) item i's answer, judgements, C-MASK and self-score
+    run back to back across the two experiments, so the passage is evaluated once per item, not once
+    per experiment. The calls and the numbers are exactly those of the model-by-model order.
+    Before: selfscore's self-score prompts ran after every item of asymmetry, each re-evaluating its passage."""
+    v2 = {"generate_template": "qa_generate@2"}
+    exps = [{"name": "asymmetry", "params": {"text_verdict": text_verdict, "ablations": ["c_mask"],
+                                             "judge_template": "qa_judge@2", **v2}},
+            {"name": "selfscore", "params": {"external_judges": "none", "text_score": False,
+                                             "score_template": "self_score@2", **v2}}]
+    runs = {}
+    for cached in (True, False):
+        cfg = yaml.safe_load(_cfg(tmp_path, data_dir, n=5, out=f"o{cached}", exps=exps).read_text())
+        cfg["models"][0]["script"]["prefix_cache"] = cached
+        cfg["call_cache"] = str(tmp_path / f"calls-{cached}.sqlite")
+        (tmp_path / f"c{cached}.yaml").write_text(yaml.safe_dump(cfg))
+        p = cli_inproc("run", str(tmp_path / f"c{cached}.yaml"))
+        assert p.returncode == 0, p.stderr
+        runs[cached] = (_calls_in_order(tmp_path / f"calls-{cached}.sqlite"),
+                        json.loads((tmp_path / f"o{cached}" / "summary.json").read_text())["experiments"])
+    (item_major, s_item), (model_major, s_model) = runs[True], runs[False]
+    assert sorted(item_major) == sorted(model_major) and s_item == s_model
+    per_item = 1 + 3 + int(text_verdict) + 1 + 1  # answer, 3 judgements, text verdict, C-MASK, self-score
+    assert len(item_major) == 5 * per_item
+    questions = [q for _, q, _ in item_major]
+    blocks = [questions[k:k + per_item] for k in range(0, len(questions), per_item)]
+    assert all(len(set(b)) == 1 for b in blocks) and len({b[0] for b in blocks}) == 5, questions
+    assert [t for _, _, t in item_major[:per_item]] == ["Answer:"] + ["Verdict:"] * (per_item - 2) + ["Score:"]
+    # model by model, every self-score comes after all of asymmetry's calls
+    tasks = [t for _, _, t in model_major]
+    assert tasks.index("Score:") == len(tasks) - 5

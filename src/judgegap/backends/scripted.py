@@ -16,7 +16,9 @@ model.
   and like ``span`` where the prompt has no marker;
 - ``p_yes`` (script) — the probability the judge gives the first choice (" Yes", " A", ...);
   a number, or ``"hash"`` (default) for a prompt-dependent value in (0, 1);
-- ``latency_s`` (script) — seconds to sleep per call (for interruption tests).
+- ``latency_s`` (script) — seconds to sleep per call (for interruption tests);
+- ``prefix_cache`` (script) — declare the capability llamacpp has (keeps the last prompt's KV state),
+  so a dry run orders its calls as it would on llama.cpp (item by item).
 """
 
 from __future__ import annotations
@@ -52,10 +54,14 @@ class ScriptedBackend(Backend):
             raise BackendError(f"scripted model {model!r} unknown (behaviours: {', '.join(BEHAVIOURS)})")
         self.behaviour = model
         self.script = dict(script or {})
-        unknown = set(self.script) - {"answer", "p_yes", "latency_s", "seed", "marker"}
+        unknown = set(self.script) - {"answer", "p_yes", "latency_s", "seed", "marker", "prefix_cache"}
         if unknown:
             raise BackendError(f"scripted: unknown script key(s) {', '.join(sorted(unknown))}"
-                               " (answer, p_yes, latency_s, seed, marker)")
+                               " (answer, p_yes, latency_s, seed, marker, prefix_cache)")
+        if self.script.get("prefix_cache"):
+            from dataclasses import replace
+
+            self.capabilities = replace(type(self).capabilities, prefix_cache=True)
         if model == "constant" and not isinstance(self.script.get("answer"), str):
             raise BackendError("scripted model 'constant' needs script.answer (a string)")
         p_yes = self.script.get("p_yes", "hash")
@@ -64,7 +70,8 @@ class ScriptedBackend(Backend):
         self.calls = {"generate": 0, "score_choices": 0, "top_logprobs": 0}
 
     def fingerprint(self) -> dict[str, Any]:
-        return {"scripted": self.behaviour, "script": {k: v for k, v in self.script.items() if k != "latency_s"}}
+        return {"scripted": self.behaviour,
+                "script": {k: v for k, v in self.script.items() if k not in ("latency_s", "prefix_cache")}}
 
     def stats(self) -> dict[str, Any]:
         return {"calls": dict(self.calls)}

@@ -12,6 +12,7 @@ from __future__ import annotations
 import math
 import re
 from collections import defaultdict
+from collections.abc import Callable
 from typing import Any, Literal
 
 import numpy as np
@@ -21,7 +22,7 @@ from judgegap.backends.base import GenRequest
 from judgegap.errors import ConfigError
 from judgegap.experiments import summaries
 from judgegap.experiments.base import (EXPERIMENTS, ExperimentBase, RunContext, all_judges, answer_requests,
-                                       check_all_judges,
+                                       check_all_judges, item_order_wanted,
                                        model_answers, parse_experiment_params, with_progress)
 from judgegap.experiments.candidates import balanced_candidates, clean_answer, display_answer
 from judgegap.metrics.bootstrap import Estimate, bootstrap_indices, mean_ci, paired_diff_ci
@@ -143,7 +144,6 @@ class Asymmetry(ExperimentBase):
             answers: dict[str, dict[str, str]] = {}
             cands = balanced_candidates(items, metric, p.f1_threshold, ctx.config.seed,
                                         pool=ctx.pools.get(ds_name, items)) if p.balanced_candidates else {}
-            self._item_major_prepass(ctx, p, ds_name, items, cands, judges, gen_t, judge_t, allow_unans)
             # 1. generate
             for m in models:
                 comps = model_answers(ctx, m, gen_t, items, allow_unans, ds_name, f"{ds_name} · {m.name} · generate")
@@ -229,37 +229,38 @@ class Asymmetry(ExperimentBase):
                 verdict_mass=mass, template=masked_t.id)))
         ctx.store.put_records(NAME, "judgment", recs)
 
-    @staticmethod
-    def _item_major_prepass(ctx: RunContext, p: AsymmetryParams, ds_name: str, items: list[Any],
-                            cands: dict[str, list[tuple[str, str]]], judges: list[str], gen_t: Any, judge_t: Any,
-                            allow_unans: bool) -> None:
-        """For each model that judges itself, make item i's answer, then its judgements of that answer
-        and of the item's gold / wrong-span candidates, back to back: the exact requests the main pass
-        makes (it then finds them all in the call cache), ordered so the passage's KV prefix is reused.
-        """
-        for m in ctx.config.models:
-            if m.name not in (judges or [x.name for x in ctx.config.models]):
-                continue
-            be = ctx.backend(m.name)
-            aset = m.answer_set(ds_name)
-            if p.order == "model" or (p.order == "auto" and not be.capabilities.prefix_cache):
-                continue
-            reqs = answer_requests(m, gen_t, items, allow_unans)
+    def item_calls(self, ctx: RunContext, params: dict[str, Any], ds_name: str, items: list[Any],
+                   model_name: str) -> Callable[[Any], None] | None:
+        """For a model that judges itself: item i's answer, then its judgements of that answer and of the
+        item's gold / wrong-span candidates, the text verdict and the C-MASK prompt, as the main pass
+        makes them."""
+        p = parse_params(params)
+        judges = all_judges(ctx.config) if p.judges == "all" else ([] if p.judges == "self" else list(p.judges))
+        if model_name not in (judges or [x.name for x in ctx.config.models]):
+            return None
+        if not item_order_wanted(ctx, model_name, p.order):
+            return None
+        gen_t, judge_t = PROMPTS.get(p.generate_template), PROMPTS.get(p.judge_template)
+        m = next(x for x in ctx.config.models if x.name == model_name)
+        metric = ctx.dataset_metrics[ds_name]
+        allow_unans = any(not it.answerable for it in items)
+        cands = balanced_candidates(items, metric, p.f1_threshold, ctx.config.seed,
+                                    pool=ctx.pools.get(ds_name, items)) if p.balanced_candidates else {}
+        be = ctx.backend(model_name)
+        aset = m.answer_set(ds_name)
+        reqs = dict(zip((it.id for it in items), answer_requests(m, gen_t, items, allow_unans)))
 
-            def run_items() -> None:
-                tick, be.progress = be.progress, None  # one tick per item, not per call
-                for it, req in zip(items, reqs):
-                    pred = clean_answer(aset.answers[it.id] if aset is not None else be.generate([req])[0].text)
-                    texts = [display_answer(pred)] + [display_answer(clean_answer(t)) for _, t in cands.get(it.id, [])]
-                    prompts = [judge_prompt(judge_t, it, t, allow_unans) for t in texts]
-                    be.score_choices(prompts, list(JUDGE_CHOICES))
-                    if p.text_verdict:
-                        be.generate([GenRequest(prompts[0], max_new_tokens=4, temperature=0.0, stop=("\n",))])
-                    if tick:
-                        tick(1)
-
-            with_progress(ctx, f"{ds_name} · {m.name} · answer + self-judge (item by item)", len(items), be,
-                          run_items)
+        def one(it: Any) -> None:
+            pred = clean_answer(aset.answers[it.id] if aset is not None else be.generate([reqs[it.id]])[0].text)
+            texts = [display_answer(pred)] + [display_answer(clean_answer(t)) for _, t in cands.get(it.id, [])]
+            prompts = [judge_prompt(judge_t, it, t, allow_unans) for t in texts]
+            be.score_choices(prompts, list(JUDGE_CHOICES))
+            if p.text_verdict:
+                be.generate([GenRequest(prompts[0], max_new_tokens=4, temperature=0.0, stop=("\n",))])
+            if masked_t is not None:
+                be.score_choices([judge_prompt(masked_t, it, "", allow_unans)], list(JUDGE_CHOICES))
+        masked_t = masked_judge_template(judge_t.id) if "c_mask" in p.ablations else None
+        return one
 
     def summarize(self, store: Store, config: dict[str, Any], params: dict[str, Any]) -> dict[str, Any]:
         return summarize_records(store.records(NAME, "generation"), store.records(NAME, "judgment"),

@@ -19,7 +19,7 @@ from judgegap.backends import CachedBackend, make_backend
 from judgegap.config import DatasetConfig, RunConfig
 from judgegap.data import DATASETS, stratified_sample
 from judgegap.errors import Interrupted, JudgegapError, first_error
-from judgegap.experiments.base import EXPERIMENTS, RunContext
+from judgegap.experiments.base import EXPERIMENTS, RunContext, item_major_prepass
 from judgegap.experiments.progress import make_progress
 from judgegap.experiments.summaries import SUMMARY_SCHEMA_VERSION, RunSummary
 from judgegap.store import Store, jsonout
@@ -255,8 +255,10 @@ def _run_locked(cfg: RunConfig, out: Path, config_dict: dict[str, Any], datasets
         with make_progress(console) as progress:
             ctx = RunContext(config=cfg, store=store, datasets=datasets, dataset_metrics=metrics, pools=pools,
                              backend_factory=factory, console=console, progress=progress)
-            for exp in cfg.experiments:
-                EXPERIMENTS.get(exp.name)().run(ctx, exp.params)
+            exps = [(EXPERIMENTS.get(exp.name)(), exp.params) for exp in cfg.experiments]
+            item_major_prepass(ctx, exps)  # an item's calls of every experiment back to back (prefix caches)
+            for (e, params) in exps:
+                e.run(ctx, params)
         status = "completed"
     except (KeyboardInterrupt, Interrupted):
         status = "interrupted"

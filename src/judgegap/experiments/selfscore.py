@@ -13,6 +13,7 @@ external judge. References: gold correctness (official metric) and each external
 from __future__ import annotations
 
 from collections import defaultdict
+from collections.abc import Callable
 from typing import Any, Literal
 
 import numpy as np
@@ -22,8 +23,8 @@ from judgegap.backends.base import GenRequest
 from judgegap.errors import ConfigError
 from judgegap.metrics.bootstrap import settings as bootstrap_settings
 from judgegap.experiments import summaries
-from judgegap.experiments.base import (EXPERIMENTS, ExperimentBase, RunContext, model_answers, parse_experiment_params,
-                                       with_progress)
+from judgegap.experiments.base import (EXPERIMENTS, ExperimentBase, RunContext, answer_requests, item_order_wanted,
+                                       model_answers, parse_experiment_params, with_progress)
 from judgegap.experiments.candidates import clean_answer, display_answer
 from judgegap.metrics.agreement import cohen_kappa
 from judgegap.metrics.bootstrap import bootstrap_indices, mean_ci, paired_diff_ci
@@ -128,6 +129,31 @@ class SelfScore(ExperimentBase):
                                                 "top5": top_k_scores(dist, 5)}
                     recs.append((f"{ds}|{mc.name}|{it.id}", row))
                 ctx.store.put_records(NAME, "scored_answer", recs)
+
+    def item_calls(self, ctx: RunContext, params: dict[str, Any], ds_name: str, items: list[Any],
+                   model_name: str) -> Callable[[Any], None] | None:
+        """Item i's answer (a cache hit after asymmetry's) and the model's self-score of it (and the text
+        reading), as the main pass makes them; external judges' scores are left to the main pass."""
+        p = parse_experiment_params(SelfScoreParams, NAME, params)
+        if not item_order_wanted(ctx, model_name):
+            return None
+        gen_t, score_t = PROMPTS.get(p.generate_template), PROMPTS.get(p.score_template)
+        mc = next(m for m in ctx.config.models if m.name == model_name)
+        unans = any(not it.answerable for it in items)
+        aset = mc.answer_set(ds_name)
+        be = ctx.backend(model_name)
+        reqs = dict(zip((it.id for it in items), answer_requests(mc, gen_t, items, unans)))
+        text = p.text_score and (p.text_score_models is None or model_name in p.text_score_models)
+
+        def one(it: Any) -> None:
+            raw = aset.answers[it.id] if aset is not None else be.generate([reqs[it.id]])[0].text
+            prompt = score_t.render(context=it.context, question=it.question,
+                                    candidate=display_answer(clean_answer(raw)), allow_unanswerable=unans)
+            be.score_choices([prompt], list(SCORE_CHOICES))
+            if text:
+                be.generate([GenRequest(prompt, max_new_tokens=4, temperature=p.text_temperature, stop=("\n",),
+                                        seed=ctx.config.seed)])
+        return one
 
     def summarize(self, store: Store, config: dict[str, Any], params: dict[str, Any]) -> dict[str, Any]:
         p = parse_experiment_params(SelfScoreParams, NAME, params)
