@@ -326,3 +326,15 @@ def test_prefix_cache_backend_gets_each_items_calls_of_every_experiment_back_to_
     # model by model, every self-score comes after all of asymmetry's calls
     tasks = [t for _, _, t in model_major]
     assert tasks.index("Score:") == len(tasks) - 5
+
+
+def test_judge_pairs_command_runs_a_pairwise_config(tmp_path, data_dir):
+    """``judgegap judge-pairs`` is ``run`` for configs with the pairwise experiment (it calls ``run``
+    directly, so every ``run`` option must have a plain default there)."""
+    cfg = _cfg(tmp_path, data_dir, exps=[{"name": "pairwise", "params": {"text_verdict": False}}])
+    d = yaml.safe_load(cfg.read_text())
+    d["datasets"] = [{"name": "pandalm", "n": 3}]
+    cfg.write_text(yaml.safe_dump(d))
+    p = cli_inproc("judge-pairs", str(cfg))
+    assert p.returncode == 0, p.stderr
+    assert "pandalm" in json.loads((tmp_path / "out" / "summary.json").read_text())["experiments"]["pairwise"]["datasets"]

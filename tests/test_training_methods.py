@@ -139,6 +139,9 @@ def test_selfscore_transfer_on_records_with_known_answers(tmp_path):
             ref = 1 + int(np.floor(9 * f1 + 0.5))
             recs.append({"dataset": "squad2", "model": m, "item_id": f"q{i}", "f1": f1, "correct": correct,
                          "scores": {m: {"dist": list(dist), "expected": expected}}})
+            if m == "base":  # the tuned model's score of the base model's answer (external_judges: [tuned])
+                other = rng.dirichlet(np.ones(10))
+                recs[-1]["scores"]["tuned"] = {"dist": list(other), "expected": float(np.dot(other, np.arange(1, 11)))}
             truth[m][0].append(correct)
             truth[m][1].append((expected - 1) / 9)
             truth[m][2].append(ref in list(np.argsort(-dist, kind="stable")[:3] + 1))
@@ -150,13 +153,23 @@ def test_selfscore_transfer_on_records_with_known_answers(tmp_path):
         assert ss["auroc"][m]["value"] == pytest.approx(roc_auc_score(y, c))
         assert ss["top3_reference"][m]["value"] == pytest.approx(np.mean(top3))
     assert ss["brier"]["diff"]["value"] == pytest.approx(ss["brier"]["tuned"]["value"] - ss["brier"]["base"]["value"])
+    # same answers: the base model's answers and labels, each scorer's confidence
+    y_base = truth["base"][0]
+    c_tuned_on_base = [(r["scores"]["tuned"]["expected"] - 1) / 9 for r in recs if r["model"] == "base"]
+    sa = ss["same_answers"]
+    assert sa["answers_of"] == "base" and sa["n_items"] == 40
+    assert sa["brier"]["base"]["value"] == pytest.approx(brier_score_loss(y_base, truth["base"][1]))
+    assert sa["brier"]["tuned"]["value"] == pytest.approx(brier_score_loss(y_base, c_tuned_on_base))
+    assert sa["auroc"]["tuned"]["value"] == pytest.approx(roc_auc_score(y_base, c_tuned_on_base))
+    assert ss["brier"]["tuned"]["value"] != pytest.approx(sa["brier"]["tuned"]["value"])
     summary = {"config": {"name": "x", "method": {"name": "mjd"}, "model": {"model": "m"}, "seed": 0},
                "training": {"steps": 1, "examples": 1, "seconds_per_step": 1.0, "peak_rss_gib": 1.0,
                             "trainable_parameters": 1, "loss": []},
                "examples": {"by_source": {}, "by_label": {}}, "skipped_too_long": 0, "split": {},
                "evaluation": {"transfer": {}, "reading": [], "selfscore_transfer": {"squad2": ss}}}
     build_training_report(summary, tmp_path / "r.html")
-    assert 'id="selfscore-transfer-table"' in (tmp_path / "r.html").read_text()
+    html = (tmp_path / "r.html").read_text()
+    assert 'id="selfscore-transfer-table"' in html and 'id="selfscore-same-answers-table"' in html
 
 
 def test_gradient_checkpointing_trains_the_same_first_step(tmp_path, data_dir, tiny_model):

@@ -134,7 +134,10 @@ def train(
               highlight=False)
     ev = summary.get("evaluation")
     if ev:
-        print_transfer(ev["transfer"])
+        if ev["transfer"]:  # asymmetry in the evaluation
+            print_transfer(ev["transfer"])
+        if ev.get("selfscore_transfer"):
+            print_selfscore_transfer(ev["selfscore_transfer"])
         for line in ev["reading"]:
             out.print(escape(line), highlight=False)
     out.print(f"adapter in {escape(str(cfg.output_dir))}/adapter; use it as `adapter:` on an hf model entry")
@@ -159,6 +162,29 @@ def print_transfer(matrix: dict[str, Any]) -> None:
             cells.append("n/a" if d.value != d.value else
                          f"{b.value:.2f}→{b.value + d.value:.2f} ({d.value:+.2f} [{d.ci_low:+.2f}, {d.ci_high:+.2f}])")
         t.add_row(escape(ds), str(row["n_items"]), *cells)
+    out.print(t)
+
+
+def print_selfscore_transfer(ss: dict[str, Any]) -> None:
+    """tuned - base self-score measures per dataset (own answers; and the same answers where scored)."""
+    from judgegap.metrics.bootstrap import Estimate
+    from judgegap.training.transfer import SELFSCORE_MEASURES
+
+    t = Table(title="self-score, tuned − base on held-out items (paired bootstrap 95% CI)")
+    t.add_column("dataset · answers")
+    t.add_column("n", justify="right")
+    for m in SELFSCORE_MEASURES:
+        t.add_column(m)
+    for ds, row in ss.items():
+        for label, r in (("own", row), ("same (base's)", row.get("same_answers"))):
+            if r is None:
+                continue
+            cells = []
+            for m in SELFSCORE_MEASURES:
+                d, b, tu = (Estimate.from_dict(r[m][k]) for k in ("diff", "base", "tuned"))
+                cells.append("n/a" if d.value != d.value else
+                             f"{b.value:.2f}→{tu.value:.2f} ({d.value:+.2f} [{d.ci_low:+.2f}, {d.ci_high:+.2f}])")
+            t.add_row(escape(f"{ds} · {label}"), str(r["n_items"]), *cells)
     out.print(t)
 
 
@@ -210,7 +236,7 @@ def _run_requiring(experiment: str, config: Path, **kw: Any) -> None:
 
     if not any(e.name == experiment for e in load_config(config).experiments):
         raise JudgegapError(f"{config}: this command needs the {experiment} experiment in experiments")
-    run(config, include=None, **kw)
+    run(config, include=None, dataset=None, **kw)
 
 
 @app.command("attention")

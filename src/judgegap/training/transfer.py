@@ -122,15 +122,17 @@ def reading(matrix: dict[str, Any], method: str) -> list[str]:
 SELFSCORE_MEASURES = ("ece", "brier", "auroc", "top1_reference", "top3_reference", "top5_reference")
 
 
-def _selfscore_arrays(recs: list[dict], ds: str, model: str, ids: list[str]) -> dict[str, np.ndarray]:
-    """Per item: correct, the self-score confidence (expected score -> [0, 1]), and the rank of the
-    reference score (1 + 9 F1 of the model's own answer) in the model's score distribution."""
+def _selfscore_arrays(recs: list[dict], ds: str, model: str, ids: list[str],
+                      scorer: str | None = None) -> dict[str, np.ndarray]:
+    """Per item: correct, the score confidence (expected score -> [0, 1]), and the rank of the
+    reference score (1 + 9 F1 of the answer) in the score distribution — for ``model``'s answers as
+    ``scorer`` (default: the model itself) scored them."""
     from judgegap.metrics.scores import SCORES, f1_reference_score, to_confidence
 
     r = {x["item_id"]: x for x in recs if x["dataset"] == ds and x["model"] == model}
     y, c, rank = [], [], []
     for i in ids:
-        s = r[i]["scores"][model]
+        s = r[i]["scores"][scorer or model]
         y.append(r[i]["correct"])
         c.append(to_confidence(s["expected"]))
         order = list(np.argsort(-np.asarray(s["dist"]), kind="stable"))
@@ -155,18 +157,32 @@ def _selfscore_measure(name: str, a: dict[str, np.ndarray], idx: np.ndarray) -> 
 def selfscore_transfer(recs: list[dict], base: str, tuned: str, resamples: int = 1000, seed: int = 0) -> dict[str, Any]:
     """dataset -> self-score measure -> {base, tuned, diff}: each model's self-score of its own answers
     (ECE, Brier and AUROC against the official metric's correctness; top-k agreement = the reference
-    score 1 + 9 F1 is among its k most probable scores), paired bootstrap over the items both scored."""
+    score 1 + 9 F1 is among its k most probable scores), paired bootstrap over the items both scored.
+
+    Where the tuned model also scored the base model's answers (selfscore ``external_judges: [tuned]``),
+    ``same_answers`` compares the two scorers on those identical answers and labels: tuning changes the
+    answers too (a LoRA adapter is on for generation as well), so only this row isolates the scorer.
+    """
     out: dict[str, Any] = {}
+    kw = bootstrap_settings({"bootstrap_resamples": resamples, "seed": seed})
     for ds in sorted({r["dataset"] for r in recs}):
         ids = sorted({r["item_id"] for r in recs if r["dataset"] == ds and r["model"] == base}
                      & {r["item_id"] for r in recs if r["dataset"] == ds and r["model"] == tuned})
         a, b = _selfscore_arrays(recs, ds, base, ids), _selfscore_arrays(recs, ds, tuned, ids)
-        row: dict[str, Any] = {"n_items": len(ids)}
-        kw = bootstrap_settings({"bootstrap_resamples": resamples, "seed": seed})
-        for m in SELFSCORE_MEASURES:
-            row[m] = {"base": bootstrap_indices(lambda i, m=m: _selfscore_measure(m, a, i), len(ids), **kw).to_dict(),
-                      "tuned": bootstrap_indices(lambda i, m=m: _selfscore_measure(m, b, i), len(ids), **kw).to_dict(),
-                      "diff": bootstrap_indices(lambda i, m=m: _selfscore_measure(m, b, i) - _selfscore_measure(m, a, i),
-                                                len(ids), **kw).to_dict()}
+        row: dict[str, Any] = {"n_items": len(ids), **_compare(a, b, len(ids), kw)}
+        chosen = set(ids)
+        on_base = [r for r in recs if r["dataset"] == ds and r["model"] == base and r["item_id"] in chosen]
+        if on_base and all(tuned in r["scores"] for r in on_base):
+            row["same_answers"] = {"n_items": len(ids), "answers_of": base,
+                                   **_compare(a, _selfscore_arrays(recs, ds, base, ids, scorer=tuned), len(ids), kw)}
         out[ds] = row
     return out
+
+
+def _compare(a: dict[str, np.ndarray], b: dict[str, np.ndarray], n: int, kw: dict[str, Any]) -> dict[str, Any]:
+    """Every self-score measure for ``a`` and ``b`` (paired over the same n items) and b - a."""
+    return {m: {"base": bootstrap_indices(lambda i, m=m: _selfscore_measure(m, a, i), n, **kw).to_dict(),
+                "tuned": bootstrap_indices(lambda i, m=m: _selfscore_measure(m, b, i), n, **kw).to_dict(),
+                "diff": bootstrap_indices(lambda i, m=m: _selfscore_measure(m, b, i) - _selfscore_measure(m, a, i),
+                                          n, **kw).to_dict()}
+            for m in SELFSCORE_MEASURES}
