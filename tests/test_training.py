@@ -255,3 +255,27 @@ def test_full_finetune_of_a_tiny_model_with_held_out_evaluation(tmp_path, data_d
     html = (out / "report.html").read_text()
     assert 'id="transfer-table"' in html and "eval/report.html" in html
     assert "tuned − base" in p.stdout or "tuned" in p.stdout
+
+
+def test_adapter_fingerprint_is_stable_across_saves_of_the_same_adapter(trained, tmp_path):
+    """peft writes target_modules from a set (its order changes with each process's string hashing) and a
+    machine-local base path; the same weights and settings must keep one call-cache identity.
+    Before: a finished training resumed (the adapter saved again) missed every cached tuned call."""
+    import shutil
+
+    from judgegap.training.adapters import adapter_fingerprint
+
+    src = trained[0] / "tr" / "adapter"
+    cfg = json.loads((src / "adapter_config.json").read_text())
+    assert len(cfg["target_modules"]) > 1
+    variants = {"reordered": {**cfg, "target_modules": list(reversed(sorted(cfg["target_modules"]))),
+                              "base_model_name_or_path": "/elsewhere/model"},
+                "other_rank": {**cfg, "r": cfg["r"] * 2}}
+    fps = {}
+    for name, c in variants.items():
+        d = tmp_path / name
+        shutil.copytree(src, d)
+        (d / "adapter_config.json").write_text(json.dumps(c, indent=2))
+        fps[name] = adapter_fingerprint(d)
+    assert fps["reordered"] == adapter_fingerprint(src)
+    assert fps["other_rank"] != adapter_fingerprint(src)

@@ -51,7 +51,14 @@ def read_meta(path: Path) -> dict[str, Any]:
 
 
 def adapter_fingerprint(path: Path) -> str:
-    """Hash of the adapter's weights (part of the call-cache key of a tuned model)."""
+    """Hash of the adapter's weights and canonical config (part of the call-cache key of a tuned model).
+
+    The config is hashed as canonical JSON, not as bytes: peft writes ``target_modules`` from a set,
+    so its order changes from process to process (string hashing is randomised), and
+    ``base_model_name_or_path`` is a machine-local path (the base's identity is checked and keyed
+    separately). Hashing the bytes made the same adapter, saved again by ``--resume``, miss every
+    cached call of its evaluation.
+    """
     h = hashlib.sha256()
     for w in WEIGHT_FILES:
         f = path / w
@@ -59,8 +66,18 @@ def adapter_fingerprint(path: Path) -> str:
             with f.open("rb") as fh:
                 for chunk in iter(lambda: fh.read(1 << 20), b""):
                     h.update(chunk)
-    h.update((path / "adapter_config.json").read_bytes())
+    h.update(canonical_adapter_config(path / "adapter_config.json").encode())
     return h.hexdigest()[:16]
+
+
+def canonical_adapter_config(file: Path) -> str:
+    """adapter_config.json with set-valued fields sorted and the local base path dropped."""
+    cfg = json.loads(file.read_text())
+    cfg.pop("base_model_name_or_path", None)
+    for k in ("target_modules", "modules_to_save", "exclude_modules"):
+        if isinstance(cfg.get(k), list):
+            cfg[k] = sorted(cfg[k])
+    return json.dumps(cfg, sort_keys=True)
 
 
 def check_base(path: Path, base_fp: str, base_ref: str) -> None:
