@@ -143,49 +143,40 @@ def train(
     out.print(f"adapter in {escape(str(cfg.output_dir))}/adapter; use it as `adapter:` on an hf model entry")
 
 
-def print_transfer(matrix: dict[str, Any]) -> None:
-    from rich.table import Table
-
+def _diff_table(title: str, first: str, measures: tuple[str, ...], rows: list[tuple[str, dict[str, Any]]]) -> None:
+    """One rich table of base → tuned (Δ [95% CI]) per measure; ``rows`` are (label, transfer row)."""
     from judgegap.metrics.bootstrap import Estimate
+
+    t = Table(title=title)
+    t.add_column(first)
+    t.add_column("n", justify="right")
+    for m in measures:
+        t.add_column(m)
+    for label, row in rows:
+        cells = []
+        for m in measures:
+            d, b = Estimate.from_dict(row[m]["diff"]), Estimate.from_dict(row[m]["base"])
+            tuned = Estimate.from_dict(row[m]["tuned"]).value if "tuned" in row[m] else b.value + d.value
+            cells.append("n/a" if d.value != d.value else
+                         f"{b.value:.2f}→{tuned:.2f} ({d.value:+.2f} [{d.ci_low:+.2f}, {d.ci_high:+.2f}])")
+        t.add_row(escape(label), str(row["n_items"]), *cells)
+    out.print(t)
+
+
+def print_transfer(matrix: dict[str, Any]) -> None:
     from judgegap.training.transfer import MEASURES
 
-    t = Table(title="tuned − base on held-out items (paired bootstrap 95% CI)")
-    t.add_column("dataset")
-    t.add_column("n", justify="right")
-    for m in MEASURES:
-        t.add_column(m)
-    for ds, row in matrix.items():
-        cells = []
-        for m in MEASURES:
-            d = Estimate.from_dict(row[m]["diff"])
-            b = Estimate.from_dict(row[m]["base"])
-            cells.append("n/a" if d.value != d.value else
-                         f"{b.value:.2f}→{b.value + d.value:.2f} ({d.value:+.2f} [{d.ci_low:+.2f}, {d.ci_high:+.2f}])")
-        t.add_row(escape(ds), str(row["n_items"]), *cells)
-    out.print(t)
+    _diff_table("tuned − base on held-out items (paired bootstrap 95% CI)", "dataset", MEASURES, list(matrix.items()))
 
 
 def print_selfscore_transfer(ss: dict[str, Any]) -> None:
     """tuned - base self-score measures per dataset (own answers; and the same answers where scored)."""
-    from judgegap.metrics.bootstrap import Estimate
     from judgegap.training.transfer import SELFSCORE_MEASURES
 
-    t = Table(title="self-score, tuned − base on held-out items (paired bootstrap 95% CI)")
-    t.add_column("dataset · answers")
-    t.add_column("n", justify="right")
-    for m in SELFSCORE_MEASURES:
-        t.add_column(m)
-    for ds, row in ss.items():
-        for label, r in (("own", row), ("same (base's)", row.get("same_answers"))):
-            if r is None:
-                continue
-            cells = []
-            for m in SELFSCORE_MEASURES:
-                d, b, tu = (Estimate.from_dict(r[m][k]) for k in ("diff", "base", "tuned"))
-                cells.append("n/a" if d.value != d.value else
-                             f"{b.value:.2f}→{tu.value:.2f} ({d.value:+.2f} [{d.ci_low:+.2f}, {d.ci_high:+.2f}])")
-            t.add_row(escape(f"{ds} · {label}"), str(r["n_items"]), *cells)
-    out.print(t)
+    rows = [(f"{ds} · {label}", r) for ds, row in ss.items()
+            for label, r in (("own", row), ("same (base's)", row.get("same_answers"))) if r is not None]
+    _diff_table("self-score, tuned − base on held-out items (paired bootstrap 95% CI)", "dataset · answers",
+                SELFSCORE_MEASURES, rows)
 
 
 @app.command("judge-pairs")
