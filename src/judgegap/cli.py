@@ -155,10 +155,9 @@ def _diff_table(title: str, first: str, measures: tuple[str, ...], rows: list[tu
     for label, row in rows:
         cells = []
         for m in measures:
-            d, b = Estimate.from_dict(row[m]["diff"]), Estimate.from_dict(row[m]["base"])
-            tuned = Estimate.from_dict(row[m]["tuned"]).value if "tuned" in row[m] else b.value + d.value
+            d, b, tu = (Estimate.from_dict(row[m][k]) for k in ("diff", "base", "tuned"))
             cells.append("n/a" if d.value != d.value else
-                         f"{b.value:.2f}→{tuned:.2f} ({d.value:+.2f} [{d.ci_low:+.2f}, {d.ci_high:+.2f}])")
+                         f"{b.value:.2f}→{tu.value:.2f} ({d.value:+.2f} [{d.ci_low:+.2f}, {d.ci_high:+.2f}])")
         t.add_row(escape(label), str(row["n_items"]), *cells)
     out.print(t)
 

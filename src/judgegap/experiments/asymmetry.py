@@ -133,8 +133,7 @@ class Asymmetry(ExperimentBase):
         p = parse_params(params)
         gen_t, judge_t = PROMPTS.get(p.generate_template), PROMPTS.get(p.judge_template)
         models = ctx.config.models
-        judges = all_judges(ctx.config) if p.judges == "all" else (
-            [] if p.judges == "self" else list(p.judges))
+        judges = judge_names(p, ctx.config)
         unknown = [j for j in judges if j not in {m.name for m in models}]
         if unknown:
             raise ConfigError(f"experiments.asymmetry.params.judges: unknown model(s) {', '.join(unknown)}")
@@ -166,8 +165,8 @@ class Asymmetry(ExperimentBase):
                 ctx.store.put_records(NAME, "generation", recs)
             # 2. judge: every judge on every author's answers (+ balanced gold / wrong-span pair)
 
-            judge_names = judges or [m.name for m in models]
-            for jname in judge_names:
+            judging = judges or [m.name for m in models]
+            for jname in judging:
                 authors = [m.name for m in models] if p.judges != "self" else [jname]
                 rows: list[dict[str, Any]] = []
                 for it in items:
@@ -235,7 +234,7 @@ class Asymmetry(ExperimentBase):
         item's gold / wrong-span candidates, the text verdict and the C-MASK prompt, as the main pass
         makes them."""
         p = parse_params(params)
-        judges = all_judges(ctx.config) if p.judges == "all" else ([] if p.judges == "self" else list(p.judges))
+        judges = judge_names(p, ctx.config)
         if model_name not in (judges or [x.name for x in ctx.config.models]):
             return None
         if not item_order_wanted(ctx, model_name, p.order):
@@ -249,6 +248,7 @@ class Asymmetry(ExperimentBase):
         be = ctx.backend(model_name)
         aset = m.answer_set(ds_name)
         reqs = dict(zip((it.id for it in items), answer_requests(m, gen_t, items, allow_unans)))
+        masked_t = masked_judge_template(judge_t.id) if "c_mask" in p.ablations else None
 
         def one(it: Any) -> None:
             pred = clean_answer(aset.answers[it.id] if aset is not None else be.generate([reqs[it.id]])[0].text)
@@ -259,13 +259,17 @@ class Asymmetry(ExperimentBase):
                 be.generate([GenRequest(prompts[0], max_new_tokens=4, temperature=0.0, stop=("\n",))])
             if masked_t is not None:
                 be.score_choices([judge_prompt(masked_t, it, "", allow_unans)], list(JUDGE_CHOICES))
-        masked_t = masked_judge_template(judge_t.id) if "c_mask" in p.ablations else None
         return one
 
     def summarize(self, store: Store, config: dict[str, Any], params: dict[str, Any]) -> dict[str, Any]:
         return summarize_records(store.records(NAME, "generation"), store.records(NAME, "judgment"),
                                  parse_params(params), config.get("bootstrap_resamples", 1000),
                                  config.get("seed", 0))
+
+
+def judge_names(p: AsymmetryParams, cfg: Any) -> list[str]:
+    """The configured judges: every judging model ("all"), none beyond self-judging ("self"), or a list."""
+    return all_judges(cfg) if p.judges == "all" else ([] if p.judges == "self" else list(p.judges))
 
 
 def _est(e: Estimate) -> dict[str, Any]:

@@ -76,16 +76,19 @@ def transfer_matrix(gens: list[dict], judgs: list[dict], base: str, tuned: str, 
         ids = sorted({r["item_id"] for r in gens if r["dataset"] == ds and r["model"] == base}
                      & {r["item_id"] for r in gens if r["dataset"] == ds and r["model"] == tuned})
         a, b = _arrays(gens, judgs, ds, base, ids), _arrays(gens, judgs, ds, tuned, ids)
-        n = len(ids)
-        row: dict[str, Any] = {"n_items": n}
-        for m in MEASURES:
-            kw = bootstrap_settings({"bootstrap_resamples": resamples, "seed": seed})
-            eb = bootstrap_indices(lambda i, m=m: _measure(m, a, i), n, **kw)
-            et = bootstrap_indices(lambda i, m=m: _measure(m, b, i), n, **kw)
-            ed = bootstrap_indices(lambda i, m=m: _measure(m, b, i) - _measure(m, a, i), n, **kw)
-            row[m] = {"base": eb.to_dict(), "tuned": et.to_dict(), "diff": ed.to_dict()}
-        out[ds] = row
+        kw = bootstrap_settings({"bootstrap_resamples": resamples, "seed": seed})
+        out[ds] = {"n_items": len(ids), **paired_measures(MEASURES, _measure, a, b, len(ids), kw)}
     return out
+
+
+def paired_measures(measures: tuple[str, ...], measure: Any, a: Any, b: Any, n: int,
+                    kw: dict[str, Any]) -> dict[str, Any]:
+    """measure -> {base, tuned, diff} Estimates (as dicts) of ``measure(name, arrays, idx)`` for the base
+    arrays ``a`` and the tuned ``b``, resampled together over the same n items (paired bootstrap)."""
+    return {m: {"base": bootstrap_indices(lambda i, m=m: measure(m, a, i), n, **kw).to_dict(),
+                "tuned": bootstrap_indices(lambda i, m=m: measure(m, b, i), n, **kw).to_dict(),
+                "diff": bootstrap_indices(lambda i, m=m: measure(m, b, i) - measure(m, a, i), n, **kw).to_dict()}
+            for m in measures}
 
 
 def reading(matrix: dict[str, Any], method: str) -> list[str]:
@@ -169,20 +172,13 @@ def selfscore_transfer(recs: list[dict], base: str, tuned: str, resamples: int =
         ids = sorted({r["item_id"] for r in recs if r["dataset"] == ds and r["model"] == base}
                      & {r["item_id"] for r in recs if r["dataset"] == ds and r["model"] == tuned})
         a, b = _selfscore_arrays(recs, ds, base, ids), _selfscore_arrays(recs, ds, tuned, ids)
-        row: dict[str, Any] = {"n_items": len(ids), **_compare(a, b, len(ids), kw)}
+        row: dict[str, Any] = {"n_items": len(ids),
+                               **paired_measures(SELFSCORE_MEASURES, _selfscore_measure, a, b, len(ids), kw)}
         chosen = set(ids)
         on_base = [r for r in recs if r["dataset"] == ds and r["model"] == base and r["item_id"] in chosen]
         if on_base and all(tuned in r["scores"] for r in on_base):
             row["same_answers"] = {"n_items": len(ids), "answers_of": base,
-                                   **_compare(a, _selfscore_arrays(recs, ds, base, ids, scorer=tuned), len(ids), kw)}
+                                   **paired_measures(SELFSCORE_MEASURES, _selfscore_measure, a,
+                                                     _selfscore_arrays(recs, ds, base, ids, scorer=tuned), len(ids), kw)}
         out[ds] = row
     return out
-
-
-def _compare(a: dict[str, np.ndarray], b: dict[str, np.ndarray], n: int, kw: dict[str, Any]) -> dict[str, Any]:
-    """Every self-score measure for ``a`` and ``b`` (paired over the same n items) and b - a."""
-    return {m: {"base": bootstrap_indices(lambda i, m=m: _selfscore_measure(m, a, i), n, **kw).to_dict(),
-                "tuned": bootstrap_indices(lambda i, m=m: _selfscore_measure(m, b, i), n, **kw).to_dict(),
-                "diff": bootstrap_indices(lambda i, m=m: _selfscore_measure(m, b, i) - _selfscore_measure(m, a, i),
-                                          n, **kw).to_dict()}
-            for m in SELFSCORE_MEASURES}
