@@ -131,6 +131,7 @@ def test_killed_training_resumes_from_its_last_checkpoint(tmp_path, data_dir, ti
     os.kill(proc.pid, signal.SIGKILL)
     proc.wait()
     assert not (tmp_path / "tr" / "adapter").exists()
+    (tmp_path / "tr" / "checkpoints" / "checkpoint-33").mkdir(exist_ok=True)  # as a kill mid-save leaves it
     again = cli_inproc("train", str(path), "--no-eval")  # refuses to start over silently
     assert again.returncode != 0 and "--resume" in again.stderr
     p = cli_inproc("train", str(path), "--no-eval", "--resume")
@@ -138,6 +139,25 @@ def test_killed_training_resumes_from_its_last_checkpoint(tmp_path, data_dir, ti
     s = json.loads((tmp_path / "tr" / "train_summary.json").read_text())
     assert s["training"]["steps"] == 36 and s["training"]["resumed_from"]
     assert s["training"]["steps_this_process"] < 36
+
+
+def test_resume_skips_a_checkpoint_the_kill_left_half_written(tmp_path):
+    """Trainer writes trainer_state.json last: a folder without it was cut off mid-save (seen in CI:
+    killed while checkpoint-6 held no weights yet) and resuming from it fails inside transformers."""
+    from judgegap.training.sft import last_checkpoint
+
+    ck = tmp_path / "checkpoints"
+    for step, complete in ((3, True), (6, False), (12, True), (15, False)):
+        d = ck / f"checkpoint-{step}"
+        d.mkdir(parents=True)
+        (d / "adapter_model.safetensors").write_bytes(b"x")
+        if complete:
+            (d / "trainer_state.json").write_text("{}")
+    assert last_checkpoint(ck) == str(ck / "checkpoint-12")
+    (ck / "checkpoint-12" / "trainer_state.json").unlink()
+    assert last_checkpoint(ck) == str(ck / "checkpoint-3")
+    (ck / "checkpoint-3" / "trainer_state.json").unlink()
+    assert last_checkpoint(ck) is None
 
 
 # -- bad input: one line, non-zero, nothing written ------------------------------------------------

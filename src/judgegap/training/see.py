@@ -31,7 +31,6 @@ import time
 from pathlib import Path
 from typing import Any
 
-from judgegap.errors import JudgegapError
 
 
 def _rounds_done(out: Path) -> list[int]:
@@ -98,9 +97,7 @@ def online_rounds(be: Any, ctx: Any, cfg: Any, p: Any, out: Path, resume: bool, 
 
     from judgegap.training.sft import peak_rss_gib
 
-    done = _rounds_done(out) if resume else []
-    if resume and not done and (out / "rounds").exists():
-        raise JudgegapError(f"--resume: no complete round in {out / 'rounds'} to continue from")
+    done = _rounds_done(out) if resume else []  # none complete yet (killed in round 0): start at round 0
     start = done[-1] + 1 if done else 0
     if done:
         model = PeftModel.from_pretrained(be.model, str(out / "rounds" / f"round-{done[-1]}" / "adapter"),

@@ -116,9 +116,12 @@ def peak_rss_gib() -> float:
 
 
 def last_checkpoint(ckpt_dir: Path) -> str | None:
+    """The newest *complete* Trainer checkpoint. Trainer writes ``trainer_state.json`` after the weights,
+    optimizer and RNG state, so a folder without it was cut off mid-save by a kill and cannot be resumed."""
     if not ckpt_dir.is_dir():
         return None
-    found = sorted((p for p in ckpt_dir.glob("checkpoint-*") if p.name.split("-")[-1].isdigit()),
+    found = sorted((p for p in ckpt_dir.glob("checkpoint-*")
+                    if p.name.split("-")[-1].isdigit() and (p / "trainer_state.json").is_file()),
                    key=lambda p: int(p.name.split("-")[-1]))
     return str(found[-1]) if found else None
 
@@ -216,9 +219,9 @@ def train_sft(be: Any, rows: list[dict[str, list[int]]], cfg: Any, out: Path, re
 
         collator = soft_collator(collator)
     trainer = target_only_trainer(model, args, ds, collator, [Progress()])
+    # --resume with no complete checkpoint yet (killed before the first save finished) starts at step 0:
+    # nothing had finished, so nothing is repeated
     ckpt = last_checkpoint(out / "checkpoints") if resume else None
-    if resume and ckpt is None and (out / "checkpoints").exists():
-        raise JudgegapError(f"--resume: no checkpoint in {out / 'checkpoints'} to continue from")
     t0 = time.perf_counter()
     result = trainer.train(resume_from_checkpoint=ckpt)
     elapsed = time.perf_counter() - t0
