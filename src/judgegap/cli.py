@@ -490,6 +490,19 @@ def report(output_dir: Path = typer.Argument(..., help="a run's output dir")) ->
     out.print(f"report rebuilt: {escape(str(output_dir / 'report.html'))}")
 
 
+@app.command("export-hf")
+def export_hf_cmd(
+    model: str = typer.Argument(..., help="a built-in name (smollm2-135m-instruct, ...) or a .gguf file"),
+    out_dir: Path = typer.Argument(..., help="new folder for the Hugging Face copy"),
+) -> None:
+    """Write a GGUF model as a Hugging Face folder (fp32 safetensors + tokenizer) for vLLM or SGLang to serve."""
+    from judgegap.backends.hf import export_hf
+
+    path = export_hf(model, out_dir)
+    out.print(f"wrote {escape(str(path))}; serve it with e.g. `vllm serve {escape(str(path))}` and point an"
+              " `openai` model at the server (README: At scale)", highlight=False)
+
+
 @app.command()
 def score(
     dataset: str = typer.Argument(..., help="dataset name (squad2, drop, hotpotqa, musique, ...)"),

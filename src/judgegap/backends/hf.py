@@ -36,6 +36,57 @@ def _forget_gguf_quantizer(model: Any) -> None:
         del model.config.quantization_config
 
 
+def _dequantize(gguf: Path, conv: Path) -> tuple[Any, Any]:
+    """Load a GGUF through transformers (de-quantised to fp32) and save it as a plain Hugging Face
+    folder at ``conv``, written under a temporary name and renamed (another process may finish first)."""
+    import shutil
+
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    tok = AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name)
+    model = AutoModelForCausalLM.from_pretrained(gguf.parent, gguf_file=gguf.name, dtype=torch.float32)
+    tmp = conv.with_name(conv.name + f".tmp{os.getpid()}")
+    _forget_gguf_quantizer(model)
+    model.save_pretrained(tmp)
+    tok.save_pretrained(tmp)
+    try:
+        tmp.rename(conv)
+    except OSError:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return tok, model
+
+
+def export_hf(model: str, out: Path, gguf_file: str | None = None) -> Path:
+    """Write a model as a plain Hugging Face folder (safetensors, fp32, tokenizer, chat template).
+
+    Why: vLLM and SGLang serve Hugging Face folders, while the bundled models ship as GGUF files;
+    this is the de-quantised copy the ``hf`` backend computes with, so a server started on it scores
+    exactly what ``hf`` scores (measured: see benchmarks/RESULTS.md, vLLM). Refuses to overwrite."""
+    import shutil
+
+    out = Path(out)
+    if out.exists() and any(out.iterdir()):
+        raise BackendError(f"export: {out} exists and is not empty")
+    source, fp = resolve_model_ref(model, gguf_file)
+    if source["kind"] != "gguf":
+        raise BackendError(f"export: {model!r} is already a Hugging Face model ({source['kind']}); serve it as it is")
+    conv = converted_dir(Path(source["path"]), fp)
+    if not (conv / "config.json").is_file():
+        conv.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            _dequantize(Path(source["path"]), conv)
+        except Exception as exc:  # noqa: BLE001 - transformers raises many types on a file it cannot read
+            raise BackendError(f"export: cannot convert {model!r}: {type(exc).__name__}: "
+                               f"{str(exc).splitlines()[0] if str(exc) else ''}") from None
+    tmp = out.with_name(out.name + f".tmp{os.getpid()}")
+    shutil.copytree(conv, tmp)
+    if out.exists():
+        out.rmdir()
+    tmp.rename(out)
+    return out
+
+
 def _lcp(a: list[int], b: list[int]) -> int:
     n = min(len(a), len(b))
     i = 0
@@ -227,19 +278,7 @@ class HFBackend(Backend):
                     tok = AutoTokenizer.from_pretrained(conv)
                     model = AutoModelForCausalLM.from_pretrained(conv, dtype=dtype)
                 else:
-                    gp = Path(path)
-                    tok = AutoTokenizer.from_pretrained(gp.parent, gguf_file=gp.name)
-                    model = AutoModelForCausalLM.from_pretrained(gp.parent, gguf_file=gp.name, dtype=torch.float32)
-                    tmp = conv.with_name(conv.name + f".tmp{os.getpid()}")
-                    _forget_gguf_quantizer(model)
-                    model.save_pretrained(tmp)
-                    tok.save_pretrained(tmp)
-                    try:
-                        tmp.rename(conv)  # atomic; another process may have finished first
-                    except OSError:
-                        import shutil
-
-                        shutil.rmtree(tmp, ignore_errors=True)
+                    tok, model = _dequantize(Path(path), conv)
                     model = model.to(dtype)
             else:
                 local = kind == "dir"
