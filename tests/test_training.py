@@ -44,6 +44,8 @@ def trained(tmp_path_factory, data_dir):
     cfg = _train_cfg(tmp, data_dir, model)
     p = cli_inproc("train", str(_write(tmp, cfg)), "--no-eval")
     assert p.returncode == 0, p.stderr
+    # stdout holds our result lines only: transformers' PrinterCallback printed one log dict per step
+    assert "{'loss'" not in p.stdout and "'grad_norm'" not in p.stdout + p.stderr, p.stdout[:300]
     return tmp, model, cfg
 
 

@@ -222,6 +222,7 @@ def _one_online_round(tmp_path, data_dir, tiny_model, method: str, extra: dict, 
                      training={"batch_size": 4, "learning_rate": 0.01, "max_length": 4096}, **cfg_extra)
     p = cli_inproc("train", str(_write(tmp_path, cfg)), "--no-eval")
     assert p.returncode == 0, p.stderr
+    assert "{'loss'" not in p.stdout, p.stdout[:300]  # GRPO's and MJD's Trainer print no log dicts
     out = tmp_path / "tr"
     r0 = (out / "rounds" / "round-0" / "log.json").read_text()
     return cfg, out, r0, json.loads(r0)

@@ -54,15 +54,15 @@ def grpo_step(model: Any, be: Any, rows: list[dict[str, Any]], reward: Any, p: A
     from datasets import Dataset
     from trl import GRPOConfig, GRPOTrainer
 
-    from judgegap.training.sft import run_arguments
+    from judgegap.training.sft import quiet, run_arguments
 
     gargs = GRPOConfig(
         output_dir=str(rdir / "grpo"), per_device_train_batch_size=p.batch_size,
         num_generations=p.num_generations, max_completion_length=p.max_completion_tokens,
         temperature=p.temperature, num_train_epochs=1, learning_rate=cfg.training.learning_rate,
         save_strategy="no", beta=p.kl_beta, **run_arguments(cfg.seed + r, be.device == "cuda"))
-    grpo = GRPOTrainer(model=model, reward_funcs=[reward], args=gargs, train_dataset=Dataset.from_list(rows),
-                       processing_class=be.tok)
+    grpo = quiet(GRPOTrainer(model=model, reward_funcs=[reward], args=gargs, train_dataset=Dataset.from_list(rows),
+                             processing_class=be.tok))
     grpo.train()
     return grpo.model, [float(x["loss"]) for x in grpo.state.log_history if "loss" in x]
 

@@ -108,7 +108,17 @@ def target_only_trainer(model: Any, args: Any, dataset: Any, collator: Any, call
                 loss = masked_lm_loss(model, inputs, num_items_in_batch)
             return (loss, None) if return_outputs else loss
 
-    return TargetOnlyTrainer(model=model, args=args, train_dataset=dataset, data_collator=collator, callbacks=callbacks)
+    return quiet(TargetOnlyTrainer(model=model, args=args, train_dataset=dataset, data_collator=collator,
+                                   callbacks=callbacks))
+
+
+def quiet(trainer: Any) -> Any:
+    """Drop transformers' PrinterCallback (added when tqdm is off): it prints every step's log dict to
+    stdout, which holds judgegap's result lines. Losses stay in ``state.log_history`` and our curves."""
+    from transformers.trainer_callback import PrinterCallback
+
+    trainer.remove_callback(PrinterCallback)
+    return trainer
 
 
 def peak_rss_gib() -> float:
