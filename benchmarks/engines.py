@@ -13,7 +13,8 @@ Each engine runs in its own process (peak memory is per engine; no result cache 
 
 For each: items/s for generate only, self-judge only (one-pass log-prob verdict on the model's own
 answer), generate + self-judge, and the full asymmetry job (answer + judge own answer + gold +
-wrong span); peak RSS. Prompts: the v2 templates (shared passage prefix). The run ends with one
+wrong span); peak RSS. Prompts: the v2 templates (shared passage prefix); ``--judge-version 3`` judges
+with the terse qa_judge@3 (fewer tokens after the reused prefix; the answer prompt is the same). The run ends with one
 line per model: ``ratio generate+self-judge / lm-eval generate-only (MODEL): X.XXx``.
 
 - ``lm-eval-gguf`` lm-evaluation-harness's own llama.cpp path (``--model gguf``) against llama.cpp's
@@ -43,11 +44,11 @@ def _items(n: int):
     return load_dataset("squad2", n=n, seed=0)
 
 
-def _prompts(items):
+def _prompts(items, version: str = "2"):
     from judgegap.experiments.candidates import balanced_candidates, clean_answer, display_answer
     from judgegap.prompts import PROMPTS
 
-    gen_t, judge_t = PROMPTS.get("qa_generate@2"), PROMPTS.get("qa_judge@2")
+    gen_t, judge_t = PROMPTS.get("qa_generate@2"), PROMPTS.get(f"qa_judge@{version}")
     cands = balanced_candidates(items, "squad2", 0.5, 0)
     gens = [gen_t.render(context=it.context, question=it.question, allow_unanswerable=True) for it in items]
 
@@ -58,12 +59,12 @@ def _prompts(items):
     return gens, judges
 
 
-def worker(engine: str, model: str, n: int, max_new: int) -> dict:
+def worker(engine: str, model: str, n: int, max_new: int, version: str = "2") -> dict:
     from judgegap.backends.base import GenRequest
     from judgegap.prompts import JUDGE_CHOICES
 
     items = _items(n)
-    gens, judges = _prompts(items)
+    gens, judges = _prompts(items, version)
     reqs = [GenRequest(p, max_new_tokens=max_new, stop=("\n",)) for p in gens]
     choices = list(JUDGE_CHOICES)
     t0 = time.perf_counter()
@@ -117,7 +118,7 @@ def worker(engine: str, model: str, n: int, max_new: int) -> dict:
     return res
 
 
-def lm_eval_worker(model: str, n: int, max_new: int, gguf: bool = False) -> dict:
+def lm_eval_worker(model: str, n: int, max_new: int, gguf: bool = False, version: str = "2") -> dict:
     """lm-eval's hf model on the same rendered prompts and weights (the de-quantised GGUF), or with
     ``gguf`` its llama.cpp-server model on the quantised GGUF itself."""
     import tempfile
@@ -129,7 +130,7 @@ def lm_eval_worker(model: str, n: int, max_new: int, gguf: bool = False) -> dict
     from judgegap.backends.models import converted_dir
 
     items = _items(n)
-    gens, _ = _prompts(items)
+    gens, _ = _prompts(items, version)
     server = None
     if gguf:
         from judgegap.backends.llamacpp import LlamaCppBackend
@@ -175,24 +176,30 @@ def main() -> None:
     ap.add_argument("--n", type=int, default=200)
     ap.add_argument("--max-new-tokens", type=int, default=16)
     ap.add_argument("--engines", default=",".join(ENGINES))
+    ap.add_argument("--judge-version", default="2", choices=("2", "3"),
+                    help="judge template: qa_judge@2 (the runs recorded before 2026-12-02) or @3 (terse judge)")
     ap.add_argument("--worker", default=None, help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.worker:
-        res = (lm_eval_worker(args.model, args.n, args.max_new_tokens, gguf=args.worker == "lm-eval-gguf")
-               if args.worker.startswith("lm-eval") else worker(args.worker, args.model, args.n, args.max_new_tokens))
+        res = (lm_eval_worker(args.model, args.n, args.max_new_tokens, gguf=args.worker == "lm-eval-gguf",
+                              version=args.judge_version)
+               if args.worker.startswith("lm-eval")
+               else worker(args.worker, args.model, args.n, args.max_new_tokens, args.judge_version))
         print("RESULT " + json.dumps(res))
         return
     results = {}
     for eng in args.engines.split(","):
         p = subprocess.run([sys.executable, __file__, "--worker", eng, "--model", args.model, "--n", str(args.n),
-                            "--max-new-tokens", str(args.max_new_tokens)], capture_output=True, text=True)
+                            "--max-new-tokens", str(args.max_new_tokens), "--judge-version", args.judge_version],
+                           capture_output=True, text=True)
         line = [x for x in p.stdout.splitlines() if x.startswith("RESULT ")]
         if p.returncode != 0 or not line:
             results[eng] = {"error": (p.stderr.strip().splitlines() or ["?"])[-1]}
         else:
             results[eng] = json.loads(line[-1][7:])
     n = args.n
-    print(f"model {args.model}, {n} SQuAD 2.0 items, {args.max_new_tokens} new tokens, {platform.machine()},"
+    print(f"model {args.model}, {n} SQuAD 2.0 items, qa_generate@2 / qa_judge@{args.judge_version}, {args.max_new_tokens} new tokens,"
+          f" {platform.machine()},"
           f" {__import__('os').cpu_count()} cores")
     print(f"{'engine':12s} {'gen it/s':>9s} {'judge it/s':>10s} {'gen+judge it/s':>14s} {'asym it/s':>9s}"
           f" {'judge/gen':>9s} {'peak GiB':>8s}")

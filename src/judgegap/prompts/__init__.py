@@ -155,6 +155,18 @@ SELF_SCORE_V2 = register_prompt(PromptTemplate(
                          " only."),
     assistant_prefix="Score:"), default=False)
 
+# -- qa_judge version 3: the v2 opening, then a terse judge ------------------------------------------
+# Why: the self-judge's cost on a KV-cache backend is the tokens after the prefix it shares with the
+# item's answer prompt (qa_generate@2, through "Task: "). qa_judge@2 then spends 36-46 tokens on its
+# instruction, the candidate and the chat closing -- measured 22-25% of the answer's time on llama.cpp,
+# against the 15% target of issue #15; v3 asks in ~17-24 tokens (measured 13% on SmolLM2). The answer
+# prompt stays qa_generate@2, so answers do not change; whether the verdicts move is measured in
+# benchmarks/RESULTS.md (they do: a different prompt is a different judge, so v2 stays the default).
+QA_JUDGE_V3 = register_prompt(PromptTemplate(
+    name="qa_judge", version="3", system=_SHARED_SYSTEM,
+    user=_SHARED_USER + "judge this answer: {{ candidate }}\nCorrect? Yes or No.",
+    assistant_prefix="Verdict:"), default=False)
+
 # The answer prompt with the self-score appended in the same reply (the SEE policy's format, seed 002):
 # the first line is the answer, then "Score: N". Same shared opening, so the passage prefix is reused.
 QA_GENERATE_SCORED = register_prompt(PromptTemplate(
@@ -186,5 +198,6 @@ def masked_judge_template(judge_template_id: str) -> PromptTemplate:
 from judgegap.prompts import critique as _critique  # noqa: E402,F401  (registers the critique templates)
 from judgegap.prompts import alternatives as _alternatives  # noqa: E402,F401  (registers qa_pick)
 
-__all__ = ["MASKED_CANDIDATE", "masked_judge_template", "QA_GENERATE_V2", "QA_JUDGE_V2", "SELF_SCORE_V2", "JUDGE_CHOICES", "PAIR_CHOICES", "PAIR_JUDGE", "PAIR_TIE_CHOICE", "PROMPTS", "PromptTemplate",
+__all__ = ["MASKED_CANDIDATE", "masked_judge_template", "QA_GENERATE_V2", "QA_JUDGE_V2", "SELF_SCORE_V2",
+           "QA_JUDGE_V3", "JUDGE_CHOICES", "PAIR_CHOICES", "PAIR_JUDGE", "PAIR_TIE_CHOICE", "PROMPTS", "PromptTemplate",
            "QA_GENERATE", "QA_JUDGE", "QA_PAIR_JUDGE", "SELF_SCORE", "register_prompt"]
