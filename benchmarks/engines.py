@@ -16,6 +16,9 @@ answer), generate + self-judge, and the full asymmetry job (answer + judge own a
 wrong span); peak RSS. Prompts: the v2 templates (shared passage prefix); ``--judge-version 3`` judges
 with the terse qa_judge@3 (fewer tokens after the reused prefix; the answer prompt is the same). The run ends with one
 line per model: ``ratio generate+self-judge / lm-eval generate-only (MODEL): X.XXx``.
+``judge/gen`` divides the self-judge time by the generate-only pass; ``same pass`` divides it by the
+answers' time in the interleaved pass, where each answer and its judgement run back to back, so a load
+that changes between the two passes (another job on the machine) does not enter the ratio.
 
 - ``lm-eval-gguf`` lm-evaluation-harness's own llama.cpp path (``--model gguf``) against llama.cpp's
                HTTP server on the same quantised GGUF (xllamacpp's in-process server listens on
@@ -59,7 +62,7 @@ def _prompts(items, version: str = "2"):
     return gens, judges
 
 
-def worker(engine: str, model: str, n: int, max_new: int, version: str = "2") -> dict:
+def worker(engine: str, model: str, n: int, max_new: int, version: str = "2", threads: int | None = None) -> dict:
     from judgegap.backends.base import GenRequest
     from judgegap.prompts import JUDGE_CHOICES
 
@@ -75,7 +78,7 @@ def worker(engine: str, model: str, n: int, max_new: int, version: str = "2") ->
     else:
         from judgegap.backends.llamacpp import LlamaCppBackend
 
-        be = LlamaCppBackend(model)
+        be = LlamaCppBackend(model, **({"n_threads": threads} if threads else {}))
     load = time.perf_counter() - t0
     res = {"engine": engine, "load_s": load}
     if engine == "hf":  # batched phases, as the hf backend runs them
@@ -96,7 +99,7 @@ def worker(engine: str, model: str, n: int, max_new: int, version: str = "2") ->
         answers = [be.generate([r])[0].text for r in reqs]
         t_gen = time.perf_counter() - t0
         be.close()
-        be = LlamaCppBackend(model)  # a cold cache for the interleaved passes
+        be = LlamaCppBackend(model, **({"n_threads": threads} if threads else {}))  # a cold cache for the interleaved passes
         t_gs = 0.0
         t_asym = 0.0
         self_only = 0.0
@@ -178,19 +181,22 @@ def main() -> None:
     ap.add_argument("--engines", default=",".join(ENGINES))
     ap.add_argument("--judge-version", default="2", choices=("2", "3"),
                     help="judge template: qa_judge@2 (the runs recorded before 2026-12-02) or @3 (terse judge)")
+    ap.add_argument("--threads", type=int, default=0,
+                    help="llamacpp threads (default: the backend's, all cores); 1 measures beside another job")
     ap.add_argument("--worker", default=None, help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.worker:
         res = (lm_eval_worker(args.model, args.n, args.max_new_tokens, gguf=args.worker == "lm-eval-gguf",
                               version=args.judge_version)
                if args.worker.startswith("lm-eval")
-               else worker(args.worker, args.model, args.n, args.max_new_tokens, args.judge_version))
+               else worker(args.worker, args.model, args.n, args.max_new_tokens, args.judge_version, args.threads or None))
         print("RESULT " + json.dumps(res))
         return
     results = {}
     for eng in args.engines.split(","):
         p = subprocess.run([sys.executable, __file__, "--worker", eng, "--model", args.model, "--n", str(args.n),
-                            "--max-new-tokens", str(args.max_new_tokens), "--judge-version", args.judge_version],
+                            "--max-new-tokens", str(args.max_new_tokens), "--judge-version", args.judge_version,
+                            "--threads", str(args.threads)],
                            capture_output=True, text=True)
         line = [x for x in p.stdout.splitlines() if x.startswith("RESULT ")]
         if p.returncode != 0 or not line:
@@ -199,10 +205,10 @@ def main() -> None:
             results[eng] = json.loads(line[-1][7:])
     n = args.n
     print(f"model {args.model}, {n} SQuAD 2.0 items, qa_generate@2 / qa_judge@{args.judge_version}, {args.max_new_tokens} new tokens,"
-          f" {platform.machine()},"
+          f"{f' {args.threads} llamacpp thread(s),' if args.threads else ''} {platform.machine()},"
           f" {__import__('os').cpu_count()} cores")
     print(f"{'engine':12s} {'gen it/s':>9s} {'judge it/s':>10s} {'gen+judge it/s':>14s} {'asym it/s':>9s}"
-          f" {'judge/gen':>9s} {'peak GiB':>8s}")
+          f" {'judge/gen':>9s} {'same pass':>9s} {'peak GiB':>8s}")
     for eng, r in results.items():
         if "error" in r:
             print(f"{eng:12s} error: {r['error']}")
@@ -212,7 +218,11 @@ def main() -> None:
         gj = n / r["generate_self_judge_s"] if r.get("generate_self_judge_s") else float("nan")
         a = n / r["asymmetry_s"] if r.get("asymmetry_s") else float("nan")
         over = r["self_judge_s"] / r["generate_s"] if r.get("self_judge_s") else float("nan")
-        print(f"{eng:12s} {g:9.3f} {j:10.3f} {gj:14.3f} {a:9.3f} {over:9.2f} {r['peak_rss_gib']:8.2f}")
+        # the same ratio within the interleaved pass (each item's answer, then its self-judgement):
+        # robust to a load that changes between the passes
+        same = (r["self_judge_s"] / (r["generate_self_judge_s"] - r["self_judge_s"])
+                if r.get("self_judge_s") and eng == "llamacpp" else float("nan"))
+        print(f"{eng:12s} {g:9.3f} {j:10.3f} {gj:14.3f} {a:9.3f} {over:9.2f} {same:9.2f} {r['peak_rss_gib']:8.2f}")
     print("RESULTS " + json.dumps(results))
     lm = results.get("lm-eval", {})
     for eng in ("llamacpp", "hf"):
