@@ -70,6 +70,7 @@ def worker(engine: str, model: str, n: int, max_new: int, version: str = "2", th
     gens, judges = _prompts(items, version)
     reqs = [GenRequest(p, max_new_tokens=max_new, stop=("\n",)) for p in gens]
     choices = list(JUDGE_CHOICES)
+    lcpp_kw = {"n_threads": threads} if threads else {}
     t0 = time.perf_counter()
     if engine == "hf":
         from judgegap.backends.hf import HFBackend
@@ -78,7 +79,7 @@ def worker(engine: str, model: str, n: int, max_new: int, version: str = "2", th
     else:
         from judgegap.backends.llamacpp import LlamaCppBackend
 
-        be = LlamaCppBackend(model, **({"n_threads": threads} if threads else {}))
+        be = LlamaCppBackend(model, **lcpp_kw)
     load = time.perf_counter() - t0
     res = {"engine": engine, "load_s": load}
     if engine == "hf":  # batched phases, as the hf backend runs them
@@ -99,7 +100,7 @@ def worker(engine: str, model: str, n: int, max_new: int, version: str = "2", th
         answers = [be.generate([r])[0].text for r in reqs]
         t_gen = time.perf_counter() - t0
         be.close()
-        be = LlamaCppBackend(model, **({"n_threads": threads} if threads else {}))  # a cold cache for the interleaved passes
+        be = LlamaCppBackend(model, **lcpp_kw)  # a cold cache for the interleaved passes
         t_gs = 0.0
         t_asym = 0.0
         self_only = 0.0

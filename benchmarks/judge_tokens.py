@@ -17,14 +17,8 @@ import numpy as np
 MODELS = {"smollm2-135m-instruct": {}, "qwen2.5-coder-1.5b-instruct": {}, "gemma3-270m": {"chat_template": "never"}}
 
 
-def _common(a: list[int], b: list[int]) -> int:
-    k = 0
-    while k < min(len(a), len(b)) and a[k] == b[k]:
-        k += 1
-    return k
-
-
 def main() -> None:
+    from judgegap.backends.base import common_prefix_length
     from judgegap.backends.llamacpp import LlamaCppBackend
     from judgegap.data import load_dataset
     from judgegap.prompts import PROMPTS
@@ -49,7 +43,7 @@ def main() -> None:
                     g = be.encode(gen.render(**v))
                     j = be.encode(judge.render(candidate=it.answers[0] if it.answers else "unanswerable", **v))
                     tot.append(len(g))
-                    suf.append(len(j) - _common(g, j))
+                    suf.append(len(j) - common_prefix_length(g, j))
                 print(f"| {model} | {jid} | {np.mean(tot):.1f} | {np.mean(suf):.1f} | {np.mean(suf) / np.mean(tot):.3f} |")
         finally:
             be.close()

@@ -3,7 +3,7 @@
     python benchmarks/template_versions.py runs/critique_small runs/templates_v3_small
 
 Both runs must have run ``asymmetry`` on the same items (same dataset, n and seed) with the same
-model names; they differ in their templates (read from each run's summary). For every dataset and
+model names; they differ in their templates (read from each run's stored config). For every dataset and
 model present in both: generation accuracy, Youden's J on its own answers and on the balanced gold /
 wrong-span set, the self-judge AUROC and the accept rate of its own wrong answers, for run A, run B
 and B - A with a paired bootstrap 95% CI -- the same function (``judgegap.training.transfer``) that

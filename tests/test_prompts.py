@@ -8,17 +8,11 @@ from __future__ import annotations
 
 import pytest
 
+from judgegap.backends.base import common_prefix_length
 from judgegap.backends.models import BUILTIN_MODELS
 from judgegap.data import load_dataset
 from judgegap.prompts import PROMPTS
 from tests.conftest import real_data_dir
-
-
-def _common(a: list[int], b: list[int]) -> int:
-    k = 0
-    while k < min(len(a), len(b)) and a[k] == b[k]:
-        k += 1
-    return k
 
 
 @pytest.fixture(scope="module")
@@ -42,7 +36,7 @@ def test_the_terse_judge_reuses_the_answer_prompt_through_the_question_and_adds_
         for v in suffix:
             j = enc.encode(PROMPTS.get(f"qa_judge@{v}").render(candidate=it.answers[0] if it.answers else
                                                                "unanswerable", **kw))
-            shared = _common(g, j)
+            shared = common_prefix_length(g, j)
             # the passage and the whole question are inside the prefix the judge reuses
             tail = it.question.split()[-1]
             assert tail in tok.decode(j[:shared]) and tail not in tok.decode(j[shared:])

@@ -137,6 +137,15 @@ class Backend(ABC):
         pass
 
 
+def common_prefix_length(a: list[int], b: list[int]) -> int:
+    """How many leading token ids two prompts share: what a KV-cache backend can reuse between them."""
+    n = min(len(a), len(b))
+    i = 0
+    while i < n and a[i] == b[i]:
+        i += 1
+    return i
+
+
 def token_extensions(conts: list[list[int]]) -> list[list[int]]:
     """choice_extensions from each choice's continuation token ids (strict token prefixes)."""
     return [[j for j, d in enumerate(conts) if j != i and len(d) > len(c) and d[:len(c)] == c]

@@ -20,7 +20,8 @@ import time
 from pathlib import Path
 from typing import Any
 
-from judgegap.backends.base import BACKENDS, Backend, Capabilities, ChatPrompt, Completion, GenRequest
+from judgegap.backends.base import (BACKENDS, Backend, Capabilities, ChatPrompt, Completion, GenRequest,
+                                    common_prefix_length)
 from judgegap.backends.models import (BUILTIN_MODELS, check_gguf, converted_dir, file_fingerprint, resolve_builtin,
                                       resolve_model_ref)
 from judgegap.errors import BackendError
@@ -85,14 +86,6 @@ def export_hf(model: str, out: Path, gguf_file: str | None = None) -> Path:
         out.rmdir()
     tmp.rename(out)
     return out
-
-
-def _lcp(a: list[int], b: list[int]) -> int:
-    n = min(len(a), len(b))
-    i = 0
-    while i < n and a[i] == b[i]:
-        i += 1
-    return i
 
 
 class _StopOnText:
@@ -420,7 +413,7 @@ class HFBackend(Backend):
         for i, ids in enumerate(enc):
             if self.prefix_sharing and groups:
                 head = enc[groups[-1][0]]
-                shared = _lcp(head, ids)
+                shared = common_prefix_length(head, ids)
                 if shared >= MIN_SHARED_PREFIX and shared >= 0.5 * min(len(head), len(ids)):
                     groups[-1].append(i)
                     continue
@@ -454,7 +447,7 @@ class HFBackend(Backend):
         for group in groups:
             shared = min(len(enc[i]) for i in group) - 1
             for i in group[1:]:
-                shared = min(shared, _lcp(enc[group[0]], enc[i]))
+                shared = min(shared, common_prefix_length(enc[group[0]], enc[i]))
             self.prefix_tokens_saved += shared * (len(group) - 1)
             # each row continues the shared prefix: the prompt's own suffix, plus all but the
             # last token of a multi-token choice; we need logits at the last k positions.

@@ -159,7 +159,7 @@ SELF_SCORE_V2 = register_prompt(PromptTemplate(
 # Why: the self-judge's cost on a KV-cache backend is the tokens after the prefix it shares with the
 # item's answer prompt (qa_generate@2, through "Task: "). qa_judge@2 then spends 36-46 tokens on its
 # instruction, the candidate and the chat closing -- measured 22-25% of the answer's time on llama.cpp,
-# against the 15% target of issue #15; v3 asks in ~17-24 tokens (measured 13% on SmolLM2). The answer
+# against the 15% target of issue #15; v3 asks in ~18-24 tokens (measured 12-14% on SmolLM2 and Qwen). The answer
 # prompt stays qa_generate@2, so answers do not change; whether the verdicts move is measured in
 # benchmarks/RESULTS.md (they do: a different prompt is a different judge, so v2 stays the default).
 QA_JUDGE_V3 = register_prompt(PromptTemplate(
