@@ -338,3 +338,39 @@ def test_judge_pairs_command_runs_a_pairwise_config(tmp_path, data_dir):
     p = cli_inproc("judge-pairs", str(cfg))
     assert p.returncode == 0, p.stderr
     assert "pandalm" in json.loads((tmp_path / "out" / "summary.json").read_text())["experiments"]["pairwise"]["datasets"]
+
+
+def test_prefix_cache_judges_make_their_cross_model_judgements_while_the_passage_is_cached(tmp_path, data_dir):
+    """Two models on prefix-cache backends judging each other: each model's calls on item i — its
+    answer, its judgements of its own answer, the gold and the wrong span, and of the OTHER model's
+    answer — run back to back, so the cross-model judgement reuses the passage. Same calls and numbers
+    as model by model. Before: the cross-model judgements ran after every item, each on a cold passage."""
+    exps = [{"name": "asymmetry", "params": {"text_verdict": False, "generate_template": "qa_generate@2",
+                                             "judge_template": "qa_judge@2"}}]
+    runs = {}
+    for cached in (True, False):
+        cfg = yaml.safe_load(_cfg(tmp_path, data_dir, n=4, out=f"o{cached}", exps=exps).read_text())
+        cfg["models"] = [{"name": n, "backend": "scripted", "model": b, "script": {"prefix_cache": cached}}
+                         for n, b in (("a", "span"), ("b", "abstain"))]
+        cfg["call_cache"] = str(tmp_path / f"calls-{cached}.sqlite")
+        (tmp_path / f"c{cached}.yaml").write_text(yaml.safe_dump(cfg))
+        p = cli_inproc("run", str(tmp_path / f"c{cached}.yaml"))
+        assert p.returncode == 0, p.stderr
+        with sqlite3.connect(tmp_path / f"calls-{cached}.sqlite") as c:
+            models = [m for (m,) in c.execute("SELECT model FROM calls ORDER BY rowid")]
+        calls = _calls_in_order(tmp_path / f"calls-{cached}.sqlite")
+        runs[cached] = ({m: [x for x, mm in zip(calls, models) if mm == m] for m in set(models)},
+                        json.loads((tmp_path / f"o{cached}" / "summary.json").read_text())["experiments"])
+    (item_major, s_item), (model_major, s_model) = runs[True], runs[False]
+    assert s_item == s_model and sorted(item_major) == ["a", "b"]
+    def item_blocks(calls: list[tuple[str, str, str]]) -> bool:
+        """Each item's calls form one contiguous run (a call identical to another — e.g. the other model's
+        answer equal to the gold — is one cache row)."""
+        questions = [q for _, q, _ in calls]
+        runs_ = [q for k, q in enumerate(questions) if k == 0 or q != questions[k - 1]]
+        return len(runs_) == len(set(runs_)) == 4
+
+    for m, calls in item_major.items():
+        assert sorted(calls) == sorted(model_major[m]) and len(calls) >= 4 * 4, calls
+        assert item_blocks(calls), (m, calls)
+        assert not item_blocks(model_major[m])  # model by model, the cross-model judgements come last

@@ -234,10 +234,7 @@ class Asymmetry(ExperimentBase):
         item's gold / wrong-span candidates, the text verdict and the C-MASK prompt, as the main pass
         makes them."""
         p = parse_params(params)
-        judges = judge_names(p, ctx.config)
-        if model_name not in (judges or [x.name for x in ctx.config.models]):
-            return None
-        if not item_order_wanted(ctx, model_name, p.order):
+        if not _judges_item_by_item(ctx, p, model_name):
             return None
         gen_t, judge_t = PROMPTS.get(p.generate_template), PROMPTS.get(p.judge_template)
         m = next(x for x in ctx.config.models if x.name == model_name)
@@ -261,10 +258,47 @@ class Asymmetry(ExperimentBase):
                 be.score_choices([judge_prompt(masked_t, it, "", allow_unans)], list(JUDGE_CHOICES))
         return one
 
+    def item_cross_calls(self, ctx: RunContext, params: dict[str, Any], ds_name: str, items: list[Any],
+                         model_name: str) -> Callable[[Any], None] | None:
+        """For a judge that runs item by item: its judgements of the OTHER models' answers to item i, made
+        after their item-i calls (their answers are then call-cache hits, or come from their answers
+        files), while this judge's KV state still holds item i's passage. Authors whose answers are only
+        made in the main pass (a batching backend) are left to it, so their batches stay batches."""
+        p = parse_params(params)
+        if p.judges == "self" or not _judges_item_by_item(ctx, p, model_name):
+            return None
+        gen_t, judge_t = PROMPTS.get(p.generate_template), PROMPTS.get(p.judge_template)
+        allow_unans = any(not it.answerable for it in items)
+        answer_of: list[Callable[[Any], str]] = []
+        for m in ctx.config.models:
+            if m.name == model_name:
+                continue
+            aset = m.answer_set(ds_name)
+            if aset is not None:
+                answer_of.append(lambda it, aset=aset: aset.answers[it.id])
+            elif _judges_item_by_item(ctx, p, m.name):
+                reqs = dict(zip((it.id for it in items), answer_requests(m, gen_t, items, allow_unans)))
+                answer_of.append(lambda it, be=ctx.backend(m.name), reqs=reqs: be.generate([reqs[it.id]])[0].text)
+        if not answer_of:
+            return None
+        be = ctx.backend(model_name)
+
+        def cross(it: Any) -> None:
+            prompts = [judge_prompt(judge_t, it, display_answer(clean_answer(f(it))), allow_unans) for f in answer_of]
+            be.score_choices(prompts, list(JUDGE_CHOICES))
+        return cross
+
     def summarize(self, store: Store, config: dict[str, Any], params: dict[str, Any]) -> dict[str, Any]:
         return summarize_records(store.records(NAME, "generation"), store.records(NAME, "judgment"),
                                  parse_params(params), config.get("bootstrap_resamples", 1000),
                                  config.get("seed", 0))
+
+
+def _judges_item_by_item(ctx: RunContext, p: AsymmetryParams, name: str) -> bool:
+    """Whether model ``name`` judges in this asymmetry run and its calls go item by item (its answer and
+    judgements of each item back to back, see :func:`item_order_wanted`)."""
+    judges = judge_names(p, ctx.config)
+    return name in (judges or [x.name for x in ctx.config.models]) and item_order_wanted(ctx, name, p.order)
 
 
 def judge_names(p: AsymmetryParams, cfg: Any) -> list[str]:

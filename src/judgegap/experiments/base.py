@@ -196,6 +196,13 @@ class ExperimentBase:
         model's calls should not be reordered (see :func:`item_order_wanted`)."""
         return None
 
+    def item_cross_calls(self, ctx: RunContext, params: dict[str, Any], ds_name: str, items: list[Any],
+                         model_name: str) -> Callable[[Any], None] | None:
+        """One item's calls on ``model_name`` that read OTHER models' outputs for the same item (e.g. its
+        judgements of their answers); the pre-pass makes them after every model's :meth:`item_calls`
+        for that item, while ``model_name``'s KV state still holds the item's passage. None when none."""
+        return None
+
 
 def item_order_wanted(ctx: RunContext, model_name: str, order: str = "auto") -> bool:
     """Whether ``model_name``'s calls should run item by item: ``order`` "item" always, "model" never,
@@ -210,34 +217,56 @@ def item_order_wanted(ctx: RunContext, model_name: str, order: str = "auto") -> 
 
 
 def item_major_prepass(ctx: RunContext, experiments: list[tuple[Any, dict[str, Any]]]) -> None:
-    """Make every experiment's per-item calls item by item, across experiments, before their own passes.
+    """Make every experiment's per-item calls item by item, across experiments and models, before their
+    own passes.
 
-    For each QA dataset and model, item i's answer, its judgements (asymmetry) and its self-score
-    (selfscore) run back to back, so a backend with a prefix cache evaluates the passage once per item
-    for the whole config instead of once per experiment (Qwen2.5-Coder-1.5B on 2 CPU cores: ~10 s a
-    SQuAD passage). The calls are exactly those the experiments' own passes make next, which then find
-    them all in the call cache: the records are the same whether or not this ran, except that llama.cpp
-    is not batch-invariant (a suffix after a reused prefix differs by up to ~0.1 nats), so a fixed call
+    For each QA dataset and item: first every model's own calls (its answer, its judgements of that
+    answer and of the item's gold / wrong-span candidates, its self-score), then every model's calls on
+    the other models' answers to the item (cross-model judgements). Each model has its own backend, so
+    one with a prefix cache evaluates the passage once per item for the whole config, instead of once
+    per experiment and again for each other author (Qwen2.5-Coder-1.5B on 2 CPU cores: ~10 s a SQuAD
+    passage). The calls are exactly those the experiments' own passes make next, which then find them
+    all in the call cache: the records are the same whether or not this ran, except that llama.cpp is
+    not batch-invariant (a suffix after a reused prefix differs by up to ~0.1 nats), so a fixed call
     order — this one — gives fixed numbers.
     """
     for ds_name, items in ctx.datasets_of_kind("qa").items():
+        plan: list[tuple[str, CachedBackend, list[tuple[str, Callable[[Any], None]]],
+                         list[tuple[str, Callable[[Any], None]]]]] = []
         for m in ctx.config.models:
-            hooks = [(exp.name, h) for exp, params in experiments if hasattr(exp, "item_calls")  # plugins may lack it
-                     and (h := exp.item_calls(ctx, params, ds_name, items, m.name)) is not None]
-            if not hooks:
-                continue
-            be = ctx.backend(m.name)
+            own = [(exp.name, h) for exp, params in experiments if hasattr(exp, "item_calls")  # plugins may lack it
+                   and (h := exp.item_calls(ctx, params, ds_name, items, m.name)) is not None]
+            cross = [(exp.name, h) for exp, params in experiments if hasattr(exp, "item_cross_calls")
+                     and (h := exp.item_cross_calls(ctx, params, ds_name, items, m.name)) is not None]
+            if own or cross:
+                plan.append((m.name, ctx.backend(m.name), own, cross))
+        if plan:
+            _run_item_major(ctx, ds_name, items, plan)
 
-            def run_items(hooks: list[tuple[str, Callable[[Any], None]]] = hooks, be: CachedBackend = be) -> None:
-                tick, be.progress = be.progress, None  # one tick per item, not per call
-                for it in items:
-                    for _, h in hooks:
+
+def _run_item_major(ctx: RunContext, ds_name: str, items: list[Any], plan: list[Any]) -> None:
+    """Item by item: every model's own calls, then every model's cross-model calls; one progress tick
+    per item (the backends' per-call ticks are off meanwhile)."""
+    what = "; ".join(f"{name}: " + " + ".join(dict.fromkeys(n for n, _ in own + cross))
+                     for name, _, own, cross in plan)
+    task = (ctx.progress.add_task(f"{ds_name} · item by item ({what})", total=len(items))
+            if ctx.progress is not None else None)
+    saved = [(be, be.progress) for _, be, _, _ in plan]
+    for be, _ in saved:
+        be.progress = None
+    try:
+        for it in items:
+            for phase in (2, 3):  # own calls of every model, then the cross-model calls
+                for entry in plan:
+                    for _, h in entry[phase]:
                         h(it)
-                    if tick:
-                        tick(1)
-
-            names = " + ".join(n for n, _ in hooks)
-            with_progress(ctx, f"{ds_name} · {m.name} · item by item ({names})", len(items), be, run_items)
+            if task is not None:
+                ctx.progress.advance(task, 1)
+    finally:
+        for be, tick in saved:
+            be.progress = tick
+    if task is not None:
+        ctx.progress.update(task, completed=len(items))
 
 
 CAPABILITY_WORDS = {"generate": "text generation", "score_choices": "log-probabilities of given choices",
