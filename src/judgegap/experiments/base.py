@@ -227,7 +227,7 @@ def item_major_prepass(ctx: RunContext, experiments: list[tuple[Any, dict[str, A
     per experiment and again for each other author (Qwen2.5-Coder-1.5B on 2 CPU cores: ~10 s a SQuAD
     passage). The calls are exactly those the experiments' own passes make next, which then find them
     all in the call cache: the records are the same whether or not this ran, except that llama.cpp is
-    not batch-invariant (a suffix after a reused prefix differs by up to ~0.1 nats), so a fixed call
+    not batch-invariant (a suffix after a reused prefix differs by up to ~0.1-0.2 nats), so a fixed call
     order — this one — gives fixed numbers.
     """
     for ds_name, items in ctx.datasets_of_kind("qa").items():
