@@ -363,6 +363,7 @@ def test_prefix_cache_judges_make_their_cross_model_judgements_while_the_passage
                         json.loads((tmp_path / f"o{cached}" / "summary.json").read_text())["experiments"])
     (item_major, s_item), (model_major, s_model) = runs[True], runs[False]
     assert s_item == s_model and sorted(item_major) == ["a", "b"]
+
     def item_blocks(calls: list[tuple[str, str, str]]) -> bool:
         """Each item's calls form one contiguous run (a call identical to another — e.g. the other model's
         answer equal to the gold — is one cache row)."""

@@ -254,12 +254,12 @@ def _run_item_major(ctx: RunContext, ds_name: str, items: list[Any], plan: list[
     saved = [(be, be.progress) for _, be, _, _ in plan]
     for be, _ in saved:
         be.progress = None
+    own_hooks = [h for _, _, own, _ in plan for _, h in own]
+    cross_hooks = [h for _, _, _, cross in plan for _, h in cross]
     try:
         for it in items:
-            for phase in (2, 3):  # own calls of every model, then the cross-model calls
-                for entry in plan:
-                    for _, h in entry[phase]:
-                        h(it)
+            for h in own_hooks + cross_hooks:  # own calls of every model, then the cross-model calls
+                h(it)
             if task is not None:
                 ctx.progress.advance(task, 1)
     finally:
