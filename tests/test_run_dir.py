@@ -340,13 +340,17 @@ def test_judge_pairs_command_runs_a_pairwise_config(tmp_path, data_dir):
     assert "pandalm" in json.loads((tmp_path / "out" / "summary.json").read_text())["experiments"]["pairwise"]["datasets"]
 
 
-def test_prefix_cache_judges_make_their_cross_model_judgements_while_the_passage_is_cached(tmp_path, data_dir):
+@pytest.mark.parametrize("experiment", ["asymmetry", "selfscore"])
+def test_prefix_cache_judges_make_their_cross_model_judgements_while_the_passage_is_cached(tmp_path, data_dir,
+                                                                                           experiment):
     """Two models on prefix-cache backends judging each other: each model's calls on item i — its
-    answer, its judgements of its own answer, the gold and the wrong span, and of the OTHER model's
-    answer — run back to back, so the cross-model judgement reuses the passage. Same calls and numbers
-    as model by model. Before: the cross-model judgements ran after every item, each on a cold passage."""
-    exps = [{"name": "asymmetry", "params": {"text_verdict": False, "generate_template": "qa_generate@2",
-                                             "judge_template": "qa_judge@2"}}]
+    answer, its judgements of its own answer (asymmetry: and of the gold and the wrong span; selfscore:
+    its self-score), and of the OTHER model's answer — run back to back, so the cross-model judgement
+    reuses the passage. Same calls and numbers as model by model. Before: the cross-model judgements
+    (selfscore: the external judges' scores) ran after every item, each on a cold passage."""
+    params = {"asymmetry": {"text_verdict": False, "judge_template": "qa_judge@2"},
+              "selfscore": {"text_score": False, "external_judges": "all", "score_template": "self_score@2"}}
+    exps = [{"name": experiment, "params": {"generate_template": "qa_generate@2", **params[experiment]}}]
     runs = {}
     for cached in (True, False):
         cfg = yaml.safe_load(_cfg(tmp_path, data_dir, n=4, out=f"o{cached}", exps=exps).read_text())
@@ -372,6 +376,33 @@ def test_prefix_cache_judges_make_their_cross_model_judgements_while_the_passage
         return len(runs_) == len(set(runs_)) == 4
 
     for m, calls in item_major.items():
-        assert sorted(calls) == sorted(model_major[m]) and len(calls) >= 4 * 4, calls
+        assert sorted(calls) == sorted(model_major[m]) and len(calls) >= 4 * 3, calls
         assert item_blocks(calls), (m, calls)
         assert not item_blocks(model_major[m])  # model by model, the cross-model judgements come last
+
+
+def test_self_agreement_scores_each_items_candidates_back_to_back(tmp_path, data_dir):
+    """self_agreement scores every candidate a judge saw (its own answer, the other model's, the gold,
+    the wrong span) as a continuation of the item's answer prompt: the same prompt for all of an item's
+    candidates, so on a prefix-cache backend only the candidate's tokens are new when they come back to
+    back. A guard: asymmetry writes a judge's records item by item, and self_agreement must keep that
+    order (sorting them by author would put a cold passage before every call)."""
+    exps = [{"name": "asymmetry", "params": {"text_verdict": False, "generate_template": "qa_generate@2",
+                                             "judge_template": "qa_judge@2"}},
+            {"name": "self_agreement", "params": {"generate_template": "qa_generate@2"}}]
+    cfg = yaml.safe_load(_cfg(tmp_path, data_dir, n=4, exps=exps).read_text())
+    cfg["models"] = [{"name": n, "backend": "scripted", "model": b, "script": {"prefix_cache": True}}
+                     for n, b in (("a", "span"), ("b", "abstain"))]
+    cfg["call_cache"] = str(tmp_path / "calls.sqlite")
+    (tmp_path / "c.yaml").write_text(yaml.safe_dump(cfg))
+    p = cli_inproc("run", str(tmp_path / "c.yaml"))
+    assert p.returncode == 0, p.stderr
+    with sqlite3.connect(tmp_path / "calls.sqlite") as c:
+        models = [m for (m,) in c.execute("SELECT model FROM calls ORDER BY rowid")]
+    calls = _calls_in_order(tmp_path / "calls.sqlite")
+    for m in ("a", "b"):
+        questions = [q for (method, q, prefix), mm in zip(calls, models)
+                     if mm == m and method == "score_choices" and prefix == "Answer:"]
+        assert len(questions) >= 4 * 3, questions  # own, other's, gold, wrong span (identical ones are one row)
+        blocks = [q for k, q in enumerate(questions) if k == 0 or q != questions[k - 1]]
+        assert len(blocks) == len(set(blocks)) == 4, (m, questions)

@@ -79,8 +79,7 @@ class SelfScore(ExperimentBase):
         p = parse_experiment_params(SelfScoreParams, NAME, params)
         gen_t, score_t = PROMPTS.get(p.generate_template), PROMPTS.get(p.score_template)
         models = [m.name for m in ctx.config.models]
-        judges = models if p.external_judges == "all" else ([] if p.external_judges == "none"
-                                                            else list(p.external_judges))
+        judges = _external_judges(p, ctx)
         bad = [j for j in judges + (p.compare or []) if j not in models]
         if bad:
             raise ConfigError(f"experiments.{NAME}.params: unknown model(s) {', '.join(bad)}")
@@ -133,7 +132,7 @@ class SelfScore(ExperimentBase):
     def item_calls(self, ctx: RunContext, params: dict[str, Any], ds_name: str, items: list[Any],
                    model_name: str) -> Callable[[Any], None] | None:
         """Item i's answer (a cache hit after asymmetry's) and the model's self-score of it (and the text
-        reading), as the main pass makes them; external judges' scores are left to the main pass."""
+        reading), as the main pass makes them; external judges score it in :meth:`item_cross_calls`."""
         p = parse_experiment_params(SelfScoreParams, NAME, params)
         if not item_order_wanted(ctx, model_name):
             return None
@@ -155,11 +154,50 @@ class SelfScore(ExperimentBase):
                                         seed=ctx.config.seed)])
         return one
 
+    def item_cross_calls(self, ctx: RunContext, params: dict[str, Any], ds_name: str, items: list[Any],
+                         model_name: str) -> Callable[[Any], None] | None:
+        """For an external judge that runs item by item: its scores of the OTHER models' answers to item i,
+        made after their item-i calls, while this judge's KV state still holds item i's passage (the
+        score prompt starts with it). Authors whose answers are made only in the main pass (a batching
+        backend) are left to it, so their batches stay batches."""
+        p = parse_experiment_params(SelfScoreParams, NAME, params)
+        if model_name not in _external_judges(p, ctx) or not item_order_wanted(ctx, model_name):
+            return None
+        gen_t, score_t = PROMPTS.get(p.generate_template), PROMPTS.get(p.score_template)
+        unans = any(not it.answerable for it in items)
+        answer_of: list[Callable[[Any], str]] = []
+        for mc in ctx.config.models:
+            if mc.name == model_name:
+                continue
+            aset = mc.answer_set(ds_name)
+            if aset is not None:
+                answer_of.append(lambda it, aset=aset: aset.answers[it.id])
+            elif item_order_wanted(ctx, mc.name):
+                reqs = dict(zip((it.id for it in items), answer_requests(mc, gen_t, items, unans)))
+                answer_of.append(lambda it, be=ctx.backend(mc.name), reqs=reqs: be.generate([reqs[it.id]])[0].text)
+        if not answer_of:
+            return None
+        be = ctx.backend(model_name)
+
+        def cross(it: Any) -> None:
+            prompts = [score_t.render(context=it.context, question=it.question,
+                                      candidate=display_answer(clean_answer(f(it))), allow_unanswerable=unans)
+                       for f in answer_of]
+            be.score_choices(prompts, list(SCORE_CHOICES))
+        return cross
+
     def summarize(self, store: Store, config: dict[str, Any], params: dict[str, Any]) -> dict[str, Any]:
         p = parse_experiment_params(SelfScoreParams, NAME, params)
         kw = bootstrap_settings(config)
         return summarize_selfscore(store.records(NAME, "scored_answer"), p, kw,
                                    [m["name"] for m in config.get("models", [])])
+
+
+def _external_judges(p: SelfScoreParams, ctx: RunContext) -> list[str]:
+    """The models that score every other model's answers: all configured, none, or the listed ones."""
+    if p.external_judges == "all":
+        return [m.name for m in ctx.config.models]
+    return [] if p.external_judges == "none" else list(p.external_judges)
 
 
 def summarize_selfscore(recs: list[dict[str, Any]], p: SelfScoreParams, kw: dict[str, Any],
