@@ -198,7 +198,9 @@ def test_missing_adapter_and_adapter_of_another_base(tmp_path, data_dir, trained
     run["models"][0].update(model=str(other), adapter=str(tmp / "tr" / "adapter"))
     _bad(tmp_path, run, "models[0] (tuned)", "was trained on base model", cmd="run")
     run["models"][0].update(backend="llamacpp", model="smollm2-135m-instruct")
-    _bad(tmp_path, run, "adapter", "backend 'llamacpp' cannot apply a LoRA adapter", cmd="run")
+    _bad(tmp_path, run, "models[0] (tuned)", "was trained on base model", cmd="run")  # llamacpp checks it too
+    run["models"][0].update(backend="openai", model="served", base_url="http://127.0.0.1:9/v1")
+    _bad(tmp_path, run, "adapter", "backend 'openai' cannot apply a LoRA adapter", cmd="run")
 
 
 def test_unknown_method_and_bad_params(tmp_path, data_dir, tiny_model):

@@ -79,8 +79,9 @@ class ModelConfig(_Strict):
                                   " models with a sliding window, off otherwise")
     # scripted (rule-based, no weights): see judgegap.backends.scripted
     script: dict[str, Any] | None = None
-    adapter: Path | None = Field(default=None, description="hf: a LoRA adapter directory (judgegap train's output"
-                                 " or any PEFT adapter for this base model), merged at load")
+    adapter: Path | None = Field(default=None, description="hf, llamacpp: a LoRA adapter directory (judgegap"
+                                 " train's output or any PEFT adapter for this base model); hf merges it at load,"
+                                 " llamacpp applies it as a llama.cpp LoRA adapter (converted once, cached)")
     # answers produced elsewhere (two-stage judging): see judgegap.data.answers
     answers: Path | dict[str, Path] | None = Field(
         default=None, description="this model's answers come from a file (predictions JSON/JSONL, lm-eval"
@@ -130,9 +131,9 @@ class ModelConfig(_Strict):
     def _adapter_loadable(self) -> ModelConfig:
         if self.adapter is None:
             return self
-        if self.backend != "hf":
-            raise ValueError(f"adapter: backend {self.backend!r} cannot apply a LoRA adapter (use backend hf,"
-                             " or merge the adapter into the weights and serve those)")
+        if self.backend not in ("hf", "llamacpp"):
+            raise ValueError(f"adapter: backend {self.backend!r} cannot apply a LoRA adapter (use backend hf or"
+                             " llamacpp, or merge the adapter into the weights and serve those)")
         from judgegap.training.adapters import adapter_dir_problem
 
         problem = adapter_dir_problem(self.adapter)

@@ -81,7 +81,7 @@ class LlamaCppBackend(Backend):
     def __init__(self, model: str, *, gguf_file: str | None = None, chat_template: str = "auto",
                  n_ctx: int | None = None, n_threads: int | None = None, n_gpu_layers: int = 0,
                  cache_ram_mib: int = 0, swa_full: bool | None = None, n_predict: int | None = None,
-                 **_: Any) -> None:
+                 adapter: str | Path | None = None, **_: Any) -> None:
         try:
             import xllamacpp as xl
         except ImportError:
@@ -100,6 +100,7 @@ class LlamaCppBackend(Backend):
         if arch not in supported_architectures():
             raise BackendError(f"{self.path}: architecture {arch!r} is not supported by the installed llama.cpp")
         self.arch, self.train_ctx = arch, train_ctx
+        self.adapter, self.adapter_fp, lora_file = self._adapter(adapter, model)
         from judgegap.backends.hf import load_tokenizer, render_prompt
 
         self._render = render_prompt
@@ -124,6 +125,8 @@ class LlamaCppBackend(Backend):
         p.swa_full = self.swa_full
         if n_predict is not None:  # the cap for HTTP clients that send no max_tokens (benchmarks/engines.py)
             p.n_predict = int(n_predict)
+        if lora_file is not None:
+            p.lora_adapters = [xl.CommonAdapterLoraInfo(str(lora_file), 1.0)]
         p.warmup = False
         try:
             p.verbosity = 0  # quiet: llama.cpp logs every request otherwise
@@ -142,9 +145,25 @@ class LlamaCppBackend(Backend):
         self.wide_asks = 0
         self.requests = 0
 
+    def _adapter(self, adapter: str | Path | None, model: str) -> tuple[Path | None, str | None, Path | None]:
+        """(adapter dir, its fingerprint, the llama.cpp LoRA file) for a PEFT adapter, or Nones."""
+        if not adapter:
+            return None, None, None
+        from judgegap.training.adapters import adapter_dir_problem, adapter_fingerprint, check_base
+        from judgegap.training.gguf_adapter import cached_gguf_adapter
+
+        path = Path(adapter)
+        problem = adapter_dir_problem(path)
+        if problem:
+            raise BackendError(problem)
+        check_base(path, self.source_fp, model)
+        return path, adapter_fingerprint(path), cached_gguf_adapter(path, self.path, self.source_fp)
+
     # -- identity -------------------------------------------------------------------------
     def fingerprint(self) -> dict[str, Any]:
         fp = {"engine": "llama.cpp", "weights": self.source_fp, "chat": self.use_chat, "ref": self.model_ref}
+        if self.adapter_fp:  # base fingerprints (and cached calls) are unchanged for untuned models
+            fp["adapter"] = self.adapter_fp
         if self.swa_full and self.sliding_window:  # prefix reuse changes numbers slightly (not batch-invariant)
             fp["swa_full"] = True
         return fp
@@ -152,6 +171,7 @@ class LlamaCppBackend(Backend):
     def stats(self) -> dict[str, Any]:
         sub = self.tokens_submitted
         return {"engine": "llama.cpp (xllamacpp)", "load_seconds": round(self.load_seconds, 2), "n_ctx": self.n_ctx,
+                "adapter": str(self.adapter) if self.adapter else None,
                 "sliding_window": self.sliding_window, "swa_full": self.swa_full,
                 "requests": self.requests, "prompt_tokens_submitted": sub,
                 "prompt_tokens_evaluated": self.tokens_evaluated,

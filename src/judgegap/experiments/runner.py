@@ -317,11 +317,15 @@ def check_model(m: Any, where: str) -> None:
 
     if m.backend in ("hf", "llamacpp"):
         try:
-            _, fp = resolve_model_ref(m.model, m.gguf_file)
+            source, fp = resolve_model_ref(m.model, m.gguf_file)
             if m.adapter is not None:
                 from judgegap.training.adapters import check_base
 
                 check_base(Path(m.adapter), fp, m.model)
+                if m.backend == "llamacpp" and source.get("kind") == "gguf":
+                    from judgegap.training.gguf_adapter import check_convertible
+
+                    check_convertible(Path(m.adapter), Path(source["path"]))
         except JudgegapError as exc:
             raise JudgegapError(f"{where}: {exc}") from None
 

@@ -62,6 +62,12 @@ class EvalConfig(_Strict):
             "judge_template": "qa_judge@2"}}],
         description="experiments run on base and tuned alike (held-out items)")
     bootstrap_resamples: int = Field(default=1000, ge=100, le=100000)
+    backend: Literal["training", "llamacpp"] = Field(
+        default="training", description="the engine base and tuned are evaluated on: the training backend (hf),"
+        " or llamacpp, which runs the base GGUF as it is with the adapter applied by llama.cpp (an item's"
+        " prompts then reuse the passage: long multi-hop passages are evaluated once per item)")
+    model_options: dict[str, Any] = Field(default_factory=dict, description="extra model fields for both"
+                                          " evaluation entries, e.g. {n_threads: 2} or {n_gpu_layers: 99}")
 
 
 class TrainConfig(_Strict):
@@ -98,6 +104,9 @@ class TrainConfig(_Strict):
             for i, d in enumerate(dss):
                 if DATASETS.get(d.name).kind != "qa":
                     raise ValueError(f"{what}[{i}]: dataset {d.name!r} is not a QA dataset")
+        if self.evaluate.backend == "llamacpp" and self.full_finetune:
+            raise ValueError("evaluate.backend: llamacpp applies LoRA adapters; full_finetune writes a transformers"
+                             " model folder, which llama.cpp cannot load (use evaluate.backend: training)")
         names = [d.name for d in self.train]
         if len(set(names)) != len(names):
             raise ValueError("train: a dataset is listed twice")

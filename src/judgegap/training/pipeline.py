@@ -24,7 +24,7 @@ from rich.markup import escape
 
 from judgegap.data import DATASETS, stratified_sample
 from judgegap.experiments.runner import filtered_pool
-from judgegap.errors import Interrupted, JudgegapError
+from judgegap.errors import ConfigError, Interrupted, JudgegapError
 from judgegap.report.training_view import build_training_report
 from judgegap.store.rundir import RunLock
 from judgegap.training.adapters import META_FILE, passage_hash
@@ -62,6 +62,10 @@ def eval_config(cfg: TrainConfig, out: Path, adapter: Path | None) -> dict[str, 
     the tuned entry is the base itself, to validate the config before anything is trained)."""
     base = json.loads(cfg.model.model_dump_json(exclude_none=True))
     base["name"] = "base"
+    if cfg.evaluate.backend == "llamacpp":  # the same GGUF and generation settings, llama.cpp's own defaults
+        keep = ("model", "gguf_file", "chat_template", "generation", "n_ctx", "n_threads")
+        base = {"name": "base", "backend": "llamacpp", **{k: base[k] for k in keep if k in base}}
+    base.update(cfg.evaluate.model_options)
     tuned = ({**base, "name": "tuned"} if adapter is None else
              {**base, "name": "tuned", "model": str(adapter), "gguf_file": None} if cfg.full_finetune
              else {**base, "name": "tuned", "adapter": str(adapter)})  # full fine-tuning writes a whole model
@@ -71,6 +75,21 @@ def eval_config(cfg: TrainConfig, out: Path, adapter: Path | None) -> dict[str, 
             "bootstrap_resamples": cfg.evaluate.bootstrap_resamples,
             "datasets": [json.loads(d.model_dump_json(exclude_none=True)) | {"exclude_trained": True} for d in cfg.eval],
             "models": [base, tuned], "experiments": cfg.evaluate.experiments}
+
+
+def _check_llamacpp_eval(cfg: TrainConfig) -> None:
+    """Before training: the base is a GGUF file of an architecture whose adapters llama.cpp can apply."""
+    from judgegap.backends.models import resolve_model_ref
+    from judgegap.training.gguf_adapter import check_architecture
+
+    try:
+        source, _ = resolve_model_ref(cfg.model.model, cfg.model.gguf_file)
+        if source["kind"] != "gguf":
+            raise ConfigError(f"evaluate.backend: llamacpp loads GGUF files; model {cfg.model.model!r} is a"
+                              f" {source['kind']} model (use evaluate.backend: training)")
+        check_architecture(Path(source["path"]), "evaluate.backend: llamacpp")
+    except JudgegapError as exc:
+        raise ConfigError(str(exc)) from None
 
 
 def _prepare(out: Path, resume: bool, overwrite: bool) -> None:
@@ -101,6 +120,8 @@ def run_training(cfg: TrainConfig, resume: bool = False, overwrite: bool = False
         from judgegap.config import parse_config
 
         parse_config(eval_config(cfg, Path(cfg.output_dir), None), "train config (evaluation)")
+        if cfg.evaluate.backend == "llamacpp":
+            _check_llamacpp_eval(cfg)
     check_model(cfg.model, "model")
     out = Path(cfg.output_dir)
     method = METHODS.get(cfg.method.name)()
