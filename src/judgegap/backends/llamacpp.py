@@ -19,6 +19,9 @@ Design notes
   once by up to ~0.1 nats (measured on SmolLM2 Q4_1; verdicts unchanged). ``cache_ram_mib``
   (off by default) also restores older prompts' states from RAM, which makes numbers depend on
   the cache's history, so it is opt-in.
+- ``adapter:`` a PEFT LoRA (``judgegap train``'s output) is written once as a llama.cpp LoRA GGUF
+  (judgegap.training.gguf_adapter) and applied unmerged, so a tuned model is evaluated on this engine
+  with the base GGUF as it is; its calls are cached under the adapter's fingerprint.
 """
 
 from __future__ import annotations

@@ -77,7 +77,7 @@ def peft_to_gguf_lora(adapter: Path, base_gguf: Path, out: Path) -> dict[str, An
     check_convertible(adapter, base_gguf)
     cfg = _adapter_config(adapter)
     arch, heads, kv_heads, blocks, base_shapes = _base_header(base_gguf)
-    alpha = float(cfg.get("lora_alpha") or cfg.get("r") or 8)
+    alpha = float(cfg.get("lora_alpha", 8))  # PEFT's default
     if cfg.get("use_rslora"):
         if cfg.get("rank_pattern"):
             raise BackendError(f"adapter {adapter}: rsLoRA with a per-module rank has no single llama.cpp alpha")
