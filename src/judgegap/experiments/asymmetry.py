@@ -22,7 +22,7 @@ from judgegap.backends.base import GenRequest
 from judgegap.errors import ConfigError
 from judgegap.experiments import summaries
 from judgegap.experiments.base import (EXPERIMENTS, ExperimentBase, RunContext, all_judges, answer_requests,
-                                       check_all_judges, item_order_wanted,
+                                       check_all_judges, item_order_wanted, other_models_answers,
                                        model_answers, parse_experiment_params, with_progress)
 from judgegap.experiments.candidates import balanced_candidates, clean_answer, display_answer
 from judgegap.metrics.bootstrap import Estimate, bootstrap_indices, mean_ci, paired_diff_ci
@@ -269,16 +269,8 @@ class Asymmetry(ExperimentBase):
             return None
         gen_t, judge_t = PROMPTS.get(p.generate_template), PROMPTS.get(p.judge_template)
         allow_unans = any(not it.answerable for it in items)
-        answer_of: list[Callable[[Any], str]] = []
-        for m in ctx.config.models:
-            if m.name == model_name:
-                continue
-            aset = m.answer_set(ds_name)
-            if aset is not None:
-                answer_of.append(lambda it, aset=aset: aset.answers[it.id])
-            elif _judges_item_by_item(ctx, p, m.name):
-                reqs = dict(zip((it.id for it in items), answer_requests(m, gen_t, items, allow_unans)))
-                answer_of.append(lambda it, be=ctx.backend(m.name), reqs=reqs: be.generate([reqs[it.id]])[0].text)
+        answer_of = other_models_answers(ctx, ds_name, items, model_name, gen_t, allow_unans,
+                                         lambda name: _judges_item_by_item(ctx, p, name))
         if not answer_of:
             return None
         be = ctx.backend(model_name)

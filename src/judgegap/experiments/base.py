@@ -204,6 +204,25 @@ class ExperimentBase:
         return None
 
 
+def other_models_answers(ctx: RunContext, ds_name: str, items: list[Any], model_name: str, template: Any,
+                         allow_unanswerable: bool, item_major: Callable[[str], bool]) -> list[Callable[[Any], str]]:
+    """For a judge's cross-model calls in the item-major pass: one function per OTHER model giving its raw
+    answer to an item — from its answers file, or its generate call (a call-cache hit after that model's
+    own item calls). Models whose answers are made only in the main pass (``item_major`` false: a
+    batching backend) are left out, so their batches stay batches."""
+    out: list[Callable[[Any], str]] = []
+    for m in ctx.config.models:
+        if m.name == model_name:
+            continue
+        aset = m.answer_set(ds_name)
+        if aset is not None:
+            out.append(lambda it, aset=aset: aset.answers[it.id])
+        elif item_major(m.name):
+            reqs = dict(zip((it.id for it in items), answer_requests(m, template, items, allow_unanswerable)))
+            out.append(lambda it, be=ctx.backend(m.name), reqs=reqs: be.generate([reqs[it.id]])[0].text)
+    return out
+
+
 def item_order_wanted(ctx: RunContext, model_name: str, order: str = "auto") -> bool:
     """Whether ``model_name``'s calls should run item by item: ``order`` "item" always, "model" never,
     "auto" when its backend keeps the last prompt's KV state (llamacpp), where it saves re-evaluating

@@ -24,7 +24,8 @@ from judgegap.errors import ConfigError
 from judgegap.metrics.bootstrap import settings as bootstrap_settings
 from judgegap.experiments import summaries
 from judgegap.experiments.base import (EXPERIMENTS, ExperimentBase, RunContext, answer_requests, item_order_wanted,
-                                       model_answers, parse_experiment_params, with_progress)
+                                       model_answers, other_models_answers, parse_experiment_params,
+                                       with_progress)
 from judgegap.experiments.candidates import clean_answer, display_answer
 from judgegap.metrics.agreement import cohen_kappa
 from judgegap.metrics.bootstrap import bootstrap_indices, mean_ci, paired_diff_ci
@@ -165,16 +166,8 @@ class SelfScore(ExperimentBase):
             return None
         gen_t, score_t = PROMPTS.get(p.generate_template), PROMPTS.get(p.score_template)
         unans = any(not it.answerable for it in items)
-        answer_of: list[Callable[[Any], str]] = []
-        for mc in ctx.config.models:
-            if mc.name == model_name:
-                continue
-            aset = mc.answer_set(ds_name)
-            if aset is not None:
-                answer_of.append(lambda it, aset=aset: aset.answers[it.id])
-            elif item_order_wanted(ctx, mc.name):
-                reqs = dict(zip((it.id for it in items), answer_requests(mc, gen_t, items, unans)))
-                answer_of.append(lambda it, be=ctx.backend(mc.name), reqs=reqs: be.generate([reqs[it.id]])[0].text)
+        answer_of = other_models_answers(ctx, ds_name, items, model_name, gen_t, unans,
+                                         lambda name: item_order_wanted(ctx, name))
         if not answer_of:
             return None
         be = ctx.backend(model_name)
