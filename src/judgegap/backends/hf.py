@@ -220,13 +220,9 @@ class HFBackend(Backend):
         self.adapter = Path(adapter) if adapter else None
         self.adapter_fp = None
         if self.adapter is not None:
-            from judgegap.training.adapters import adapter_dir_problem, adapter_fingerprint, check_base
+            from judgegap.training.adapters import checked_adapter
 
-            problem = adapter_dir_problem(self.adapter)
-            if problem:
-                raise BackendError(problem)
-            check_base(self.adapter, self.source_fp, model)
-            self.adapter_fp = adapter_fingerprint(self.adapter)
+            self.adapter_fp = checked_adapter(self.adapter, self.source_fp, model)
         self.tok, self.model = self._load()
         if self.adapter is not None:
             from judgegap.training.adapters import apply_adapter

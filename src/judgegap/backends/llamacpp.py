@@ -47,26 +47,32 @@ def gguf_architecture(path: Path) -> tuple[str, int | None]:
 
 def gguf_header(path: Path) -> tuple[str, int | None, int | None]:
     """(general.architecture, context length, sliding-window size or None) from the GGUF header."""
+    r = open_gguf(path)
+    arch = gguf_field(r, "general.architecture")
+    if not isinstance(arch, str):
+        raise BackendError(f"{path}: GGUF file has no general.architecture")
+    ctx = gguf_field(r, f"{arch}.context_length")
+    swa = gguf_field(r, f"{arch}.attention.sliding_window")
+    return arch, ctx if isinstance(ctx, int) else None, swa if isinstance(swa, int) and swa > 0 else None
+
+
+def open_gguf(path: Path) -> Any:
+    """A GGUFReader on ``path`` (metadata and tensor index; weights are memory-mapped, not read)."""
     try:
         from gguf import GGUFReader
 
-        r = GGUFReader(str(path), "r")
+        return GGUFReader(str(path), "r")
     except Exception as exc:  # noqa: BLE001 - the gguf reader raises many types on a bad file
         raise BackendError(f"{path}: not a readable GGUF file ({type(exc).__name__}: {str(exc)[:120]})") from None
 
-    def field(name: str) -> Any:
-        f = r.fields.get(name)
-        if f is None:
-            return None
-        v = f.parts[f.data[0]]
-        return bytes(v).decode("utf-8", "replace") if f.types and f.types[0].name == "STRING" else int(v[0])
 
-    arch = field("general.architecture")
-    if not isinstance(arch, str):
-        raise BackendError(f"{path}: GGUF file has no general.architecture")
-    ctx = field(f"{arch}.context_length")
-    swa = field(f"{arch}.attention.sliding_window")
-    return arch, ctx if isinstance(ctx, int) else None, swa if isinstance(swa, int) and swa > 0 else None
+def gguf_field(reader: Any, name: str) -> Any:
+    """One scalar metadata field of a GGUF file: a string or an int, None when absent."""
+    f = reader.fields.get(name)
+    if f is None:
+        return None
+    v = f.parts[f.data[0]]
+    return bytes(v).decode("utf-8", "replace") if f.types and f.types[0].name == "STRING" else int(v[0])
 
 
 def supported_architectures() -> set[str]:
@@ -152,15 +158,11 @@ class LlamaCppBackend(Backend):
         """(adapter dir, its fingerprint, the llama.cpp LoRA file) for a PEFT adapter, or Nones."""
         if not adapter:
             return None, None, None
-        from judgegap.training.adapters import adapter_dir_problem, adapter_fingerprint, check_base
+        from judgegap.training.adapters import checked_adapter
         from judgegap.training.gguf_adapter import cached_gguf_adapter
 
         path = Path(adapter)
-        problem = adapter_dir_problem(path)
-        if problem:
-            raise BackendError(problem)
-        check_base(path, self.source_fp, model)
-        return path, adapter_fingerprint(path), cached_gguf_adapter(path, self.path, self.source_fp)
+        return path, checked_adapter(path, self.source_fp, model), cached_gguf_adapter(path, self.path, self.source_fp)
 
     # -- identity -------------------------------------------------------------------------
     def fingerprint(self) -> dict[str, Any]:

@@ -89,6 +89,16 @@ def check_base(path: Path, base_fp: str, base_ref: str) -> None:
                           f" (weights {want}), not on {base_ref!r} (weights {base_fp})")
 
 
+def checked_adapter(path: Path, base_fp: str, base_ref: str) -> str:
+    """A backend's checks of an ``adapter:`` directory before loading it (loadable, trained on this base);
+    returns its fingerprint (part of the tuned model's call-cache key)."""
+    problem = adapter_dir_problem(path)
+    if problem:
+        raise BackendError(problem)
+    check_base(path, base_fp, base_ref)
+    return adapter_fingerprint(path)
+
+
 def apply_adapter(model: Any, path: Path) -> Any:
     """Load the LoRA weights onto ``model`` and merge them (inference then costs what the base does)."""
     try:

@@ -59,9 +59,10 @@ def check_convertible(adapter: Path, base_gguf: Path) -> None:
     check_architecture(base_gguf, f"adapter {adapter}")
 
 
-def check_architecture(base_gguf: Path, what: str) -> None:
-    """Refuse a base model whose architecture's HF -> GGUF layout this module has not been checked on."""
-    arch = _base_header(base_gguf)[0]
+def check_architecture(base_gguf: Path, what: str, arch: str | None = None) -> None:
+    """Refuse a base model whose architecture's HF -> GGUF layout this module has not been checked on
+    (``arch``: already read from ``base_gguf``'s header)."""
+    arch = arch or _base_header(base_gguf)[0]
     if arch not in ARCHITECTURES:
         raise BackendError(f"{what}: llama.cpp LoRA conversion is not checked for architecture {arch!r}"
                            f" (supported: {', '.join(sorted(ARCHITECTURES))}); use backend: hf for this model")
@@ -74,9 +75,9 @@ def peft_to_gguf_lora(adapter: Path, base_gguf: Path, out: Path) -> dict[str, An
     the adapter and the first thing that cannot be converted exactly."""
     import gguf
 
-    check_convertible(adapter, base_gguf)
     cfg = _adapter_config(adapter)
     arch, heads, kv_heads, blocks, base_shapes = _base_header(base_gguf)
+    check_architecture(base_gguf, f"adapter {adapter}", arch)
     alpha = float(cfg.get("lora_alpha", 8))  # PEFT's default
     if cfg.get("use_rslora"):
         if cfg.get("rank_pattern"):
@@ -153,21 +154,13 @@ def _adapter_config(adapter: Path) -> dict[str, Any]:
 
 def _base_header(base_gguf: Path) -> tuple[str, int, int, int, dict[str, tuple[int, int]]]:
     """(architecture, heads, KV heads, blocks, {tensor: (in, out)}) of the base GGUF, weights unread."""
-    from gguf import GGUFReader
+    from judgegap.backends.llamacpp import gguf_field, open_gguf
 
-    r = GGUFReader(str(base_gguf), "r")
-
-    def field(name: str) -> Any:
-        f = r.fields.get(name)
-        if f is None:
-            return None
-        v = f.parts[f.data[0]]
-        return bytes(v).decode("utf-8") if f.types and f.types[0].name == "STRING" else int(v[0])
-
-    arch = field("general.architecture")
-    heads = field(f"{arch}.attention.head_count") or 0
-    kv = field(f"{arch}.attention.head_count_kv") or heads
-    blocks = field(f"{arch}.block_count") or 0
+    r = open_gguf(base_gguf)
+    arch = gguf_field(r, "general.architecture")
+    heads = gguf_field(r, f"{arch}.attention.head_count") or 0
+    kv = gguf_field(r, f"{arch}.attention.head_count_kv") or heads
+    blocks = gguf_field(r, f"{arch}.block_count") or 0
     shapes = {t.name: (int(t.shape[0]), int(t.shape[1])) for t in r.tensors if len(t.shape) == 2}
     return arch, heads, kv, blocks, shapes
 
