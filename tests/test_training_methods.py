@@ -504,3 +504,19 @@ def test_a_stopped_evaluation_keeps_only_the_datasets_both_models_finished():
     assert _finished(gens, "model") == {"squad2", "drop"}
     assert _finished(judgs, "judge") == {"squad2"}
     assert _finished([{"dataset": "musique", "model": "base"}], "model") == set()
+
+
+@pytest.mark.parametrize("ckpt", [False, True])
+def test_training_arguments_use_no_deprecated_names(tmp_path, ckpt):
+    """The training block becomes TrainingArguments without a FutureWarning (transformers 5 renamed
+    gradient_checkpointing to activation_checkpointing), and checkpointing still takes effect."""
+    import warnings
+
+    from judgegap.training.config import Hyper
+    from judgegap.training.sft import training_arguments
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", FutureWarning)
+        args = training_arguments(Hyper(gradient_checkpointing=ckpt), tmp_path, 4, 0, False)
+    assert args.gradient_checkpointing is ckpt
+    assert (args.gradient_checkpointing_kwargs or {}).get("use_reentrant", False) is False

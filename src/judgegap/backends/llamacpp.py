@@ -39,6 +39,16 @@ TOP_N = 20  # top tokens asked for per position; a needed token outside them tri
 WIDE_N = 1024  # then, outside those too, a full-vocabulary ask (262k entries for Gemma 3: seconds a call)
 
 
+def gguf_source(model: str, gguf_file: str | None, what: str, instead: str) -> tuple[Path, str]:
+    """The GGUF file behind a model reference and its fingerprint, or one line saying ``what`` loads
+    GGUF files only and what to use ``instead`` -- shared by the backend and the training config check,
+    so both refuse the same references with the same words."""
+    source, fp = resolve_model_ref(model, gguf_file)
+    if source["kind"] != "gguf":
+        raise BackendError(f"{what} loads GGUF files; {model!r} is a {source['kind']} model (use {instead})")
+    return Path(source["path"]), fp
+
+
 def gguf_architecture(path: Path) -> tuple[str, int | None]:
     """(general.architecture, context length) read from the GGUF header without loading weights."""
     arch, ctx, _ = gguf_header(path)
@@ -96,11 +106,7 @@ class LlamaCppBackend(Backend):
         except ImportError:
             raise BackendError("backend 'llamacpp' needs xllamacpp: pip install xllamacpp (prebuilt wheels)") from None
         self.model_ref = model
-        source, self.source_fp = resolve_model_ref(model, gguf_file)
-        if source["kind"] != "gguf":
-            raise BackendError(f"backend 'llamacpp' loads GGUF files; {model!r} is a {source['kind']} model"
-                               " (use backend: hf)")
-        self.path = Path(source["path"])
+        self.path, self.source_fp = gguf_source(model, gguf_file, "backend 'llamacpp'", "backend: hf")
         arch, train_ctx, self.sliding_window = gguf_header(self.path)
         # Without a full-size sliding-window cache, llama.cpp cannot roll a SWA model's KV state back to
         # a shared prefix, so each of an item's prompts re-evaluated the whole passage (Gemma 3: 252 of

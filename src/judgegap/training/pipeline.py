@@ -79,15 +79,13 @@ def eval_config(cfg: TrainConfig, out: Path, adapter: Path | None) -> dict[str, 
 
 def _check_llamacpp_eval(cfg: TrainConfig) -> None:
     """Before training: the base is a GGUF file of an architecture whose adapters llama.cpp can apply."""
-    from judgegap.backends.models import resolve_model_ref
+    from judgegap.backends.llamacpp import gguf_source
     from judgegap.training.gguf_adapter import check_architecture
 
     try:
-        source, _ = resolve_model_ref(cfg.model.model, cfg.model.gguf_file)
-        if source["kind"] != "gguf":
-            raise ConfigError(f"evaluate.backend: llamacpp loads GGUF files; model {cfg.model.model!r} is a"
-                              f" {source['kind']} model (use evaluate.backend: training)")
-        check_architecture(Path(source["path"]), "evaluate.backend: llamacpp")
+        path, _ = gguf_source(cfg.model.model, cfg.model.gguf_file, "evaluate.backend: llamacpp",
+                              "evaluate.backend: training")
+        check_architecture(path, "evaluate.backend: llamacpp")
     except JudgegapError as exc:
         raise ConfigError(str(exc)) from None
 

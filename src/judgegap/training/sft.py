@@ -160,9 +160,18 @@ def training_arguments(h: Any, output_dir: Path, total: int, seed: int, on_gpu: 
         gradient_accumulation_steps=h.grad_accum, learning_rate=h.learning_rate, num_train_epochs=h.epochs,
         max_steps=total, warmup_steps=int(h.warmup_ratio * total), weight_decay=h.weight_decay,
         save_strategy="steps" if save else "no", save_steps=h.save_steps, save_total_limit=2,
-        train_sampling_strategy=h.sampling, lr_scheduler_type="linear", gradient_checkpointing=h.gradient_checkpointing,
-        gradient_checkpointing_kwargs={"use_reentrant": False} if h.gradient_checkpointing else None,
-        **run_arguments(seed, on_gpu))
+        train_sampling_strategy=h.sampling, lr_scheduler_type="linear",
+        **checkpointing_arguments(TrainingArguments, h.gradient_checkpointing), **run_arguments(seed, on_gpu))
+
+
+def checkpointing_arguments(args_cls: type, on: bool) -> dict[str, Any]:
+    """Activation checkpointing under the name the installed transformers takes: 5.x renamed
+    ``gradient_checkpointing`` to ``activation_checkpointing`` and warns on the old name on every run."""
+    import dataclasses
+
+    name = ("activation_checkpointing" if "activation_checkpointing" in {f.name for f in dataclasses.fields(args_cls)}
+            else "gradient_checkpointing")
+    return {name: on, f"{name}_kwargs": {"use_reentrant": False} if on else None}
 
 
 def steps_for(n_rows: int, h: Any, epochs: float) -> int:
