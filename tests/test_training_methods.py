@@ -519,4 +519,4 @@ def test_training_arguments_use_no_deprecated_names(tmp_path, ckpt):
         warnings.simplefilter("error", FutureWarning)
         args = training_arguments(Hyper(gradient_checkpointing=ckpt), tmp_path, 4, 0, False)
     assert args.gradient_checkpointing is ckpt
-    assert (args.gradient_checkpointing_kwargs or {}).get("use_reentrant", False) is False
+    assert args.gradient_checkpointing_kwargs == ({"use_reentrant": False} if ckpt else None)
