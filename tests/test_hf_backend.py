@@ -46,6 +46,19 @@ def test_score_choices_matches_direct_computation_with_and_without_prefix_sharin
     assert np.allclose(shared, direct, atol=1e-4)
 
 
+def test_prefix_sharing_passes_the_kv_cache_under_the_name_transformers_takes(backend):
+    """transformers 5.25 renamed forward()'s ``past_key_values`` to ``cache`` and drops the old name in
+    5.40: passed under the old name then, the shared prefix's KV cache would no longer reach the rows."""
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.filterwarnings("error", message=".*past_key_values.*", category=FutureWarning)
+        backend.prefix_sharing = True
+        before = backend.prefix_tokens_saved
+        scores = backend.score_choices(_prompts(), [" Yes", " No"])
+    assert backend.prefix_tokens_saved > before and np.isfinite(np.array(scores)).all()
+
+
 def test_top_logprobs_agrees_with_score_choices(backend):
     ps = _prompts()[:2]
     top = backend.top_logprobs(ps, 3)

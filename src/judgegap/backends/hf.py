@@ -147,6 +147,17 @@ class PromptEncoder:
         return continuation_ids(self.tok, self.use_chat, prompt_text, prompt_ids, choice)
 
 
+def kv_cache_name(model: Any) -> str:
+    """The keyword (and output field) under which ``model.forward`` takes and returns its KV cache.
+
+    transformers 5.25 renamed ``past_key_values`` to ``cache`` and removes the old name in 5.40; older
+    releases know only ``past_key_values``. Read from the signature, so neither side of the rename warns or
+    (after the removal) silently drops the shared prefix's cache."""
+    import inspect
+
+    return "cache" if "cache" in inspect.signature(model.forward).parameters else "past_key_values"
+
+
 def tokenizer_cache_dir(gguf: Path, fingerprint: str) -> Path:
     """Where a tokenizer parsed out of a GGUF file is kept (parsing Gemma's takes ~30 s)."""
     from judgegap.backends.models import cache_dir
@@ -487,10 +498,11 @@ class HFBackend(Backend):
 
         torch = self.torch
         dev = self.device
+        kv = kv_cache_name(self.model)
         with torch.no_grad():
             res = self.model(input_ids=torch.tensor([prefix], device=dev), use_cache=True, logits_to_keep=1)
         self.forward_passes += 1
-        cache = res.past_key_values
+        cache = getattr(res, kv)
         results = []
         step = 32  # bound rows per pass so memory stays flat for big groups
         for s in range(0, len(rows), step):
@@ -505,7 +517,7 @@ class HFBackend(Backend):
             c.batch_repeat_interleave(len(part))
             mask = torch.cat([torch.ones(len(part), len(prefix), dtype=m_rows.dtype, device=dev), m_rows], 1)
             with torch.no_grad():
-                res = self.model(input_ids=ids, attention_mask=mask, position_ids=pos, past_key_values=c,
+                res = self.model(input_ids=ids, attention_mask=mask, position_ids=pos, **{kv: c},
                                  use_cache=True, logits_to_keep=keep)
             self.forward_passes += 1
             lp = res.logits.float().log_softmax(-1)

@@ -9,8 +9,11 @@ Kept free of torch/peft imports except where weights are applied, so validating 
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
+import warnings
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -18,6 +21,21 @@ from judgegap.errors import BackendError, ConfigError
 
 META_FILE = "judgegap_adapter.json"
 WEIGHT_FILES = ("adapter_model.safetensors", "adapter_model.bin")
+
+
+# Deprecations raised inside our dependencies, about their code, on every LoRA wrap or load: peft's
+# PeftModel and trl read ``model.is_gradient_checkpointing``, which transformers 5 renamed to
+# ``is_activation_checkpointing``. A user can do nothing about them, and they buried the training output.
+DEPENDENCY_DEPRECATIONS = (r"`is_gradient_checkpointing` is deprecated",)
+
+
+@contextlib.contextmanager
+def dependency_deprecations_quiet() -> Iterator[None]:
+    """Silence only :data:`DEPENDENCY_DEPRECATIONS` (FutureWarning) inside the block; every other warning stays."""
+    with warnings.catch_warnings():
+        for message in DEPENDENCY_DEPRECATIONS:
+            warnings.filterwarnings("ignore", message=message, category=FutureWarning)
+        yield
 
 
 def passage_hash(context: str) -> str:
@@ -106,7 +124,8 @@ def apply_adapter(model: Any, path: Path) -> Any:
     except ImportError:
         raise BackendError("adapters need peft: pip install 'judgegap[train]'") from None
     try:
-        tuned = PeftModel.from_pretrained(model, str(path))
+        with dependency_deprecations_quiet():
+            tuned = PeftModel.from_pretrained(model, str(path))
     except Exception as exc:  # noqa: BLE001 - shape mismatches etc. come as RuntimeError/ValueError
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise BackendError(f"adapter {path} does not fit this base model: {first[:200]}") from None

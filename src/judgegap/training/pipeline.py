@@ -27,7 +27,7 @@ from judgegap.experiments.runner import filtered_pool
 from judgegap.errors import ConfigError, Interrupted, JudgegapError
 from judgegap.report.training_view import build_training_report
 from judgegap.store.rundir import RunLock
-from judgegap.training.adapters import META_FILE, passage_hash
+from judgegap.training.adapters import META_FILE, dependency_deprecations_quiet, passage_hash
 from judgegap.training.config import TrainConfig
 from judgegap.training.methods import METHODS, TrainContext, describe
 from judgegap.training.sft import encode_all, train_sft, write_json
@@ -140,7 +140,7 @@ def run_training(cfg: TrainConfig, resume: bool = False, overwrite: bool = False
         raw = make_backend(cfg.model)
         be = CachedBackend(raw, calls, label=cfg.model.name)
         console.print(f"[dim]loaded in {time.perf_counter() - t0:.1f}s[/dim]")
-        with make_progress(console) as progress:
+        with make_progress(console) as progress, dependency_deprecations_quiet():
             be.progress = None
             ctx = TrainContext(items=items, pools=pools, metrics=metrics, backend=be, model_cfg=cfg.model,
                                seed=cfg.seed, progress=progress)
