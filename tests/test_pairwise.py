@@ -5,9 +5,11 @@ from __future__ import annotations
 
 import json
 import math
+from pathlib import Path
 
 import numpy as np
 import pytest
+import yaml
 from sklearn.metrics import cohen_kappa_score, f1_score
 
 from judgegap.backends.base import BACKENDS, Backend, Capabilities, Completion
@@ -22,7 +24,7 @@ from judgegap.experiments.runner import run_config
 from judgegap.metrics.agreement import (_codes, agreement_report, annotator_report, cohen_kappa, combine_orders,
                                         macro_f1, position_report)
 
-from conftest import run_cli, write_json
+from conftest import cli_inproc, run_cli, write_json
 
 LABELS = ["A", "B", "tie"]
 
@@ -285,3 +287,49 @@ def test_pair_calibration_against_human_labels():
     cal = res["calibration_vs_human"]
     assert cal["auroc"]["value"] == 1.0 and cal["ece_equal_width"]["value"] == pytest.approx(0.2)
     assert res["order_consistent"]["accuracy_with_ties"]["value"] == 1.0
+
+
+def _saved_cfg(tmp_path: Path, data_dir: Path, saved: list[dict], datasets: list[dict] | None = None) -> Path:
+    cfg = {"output_dir": str(tmp_path / "out"), "data_dir": str(data_dir),
+           "datasets": datasets or [{"name": "pandalm", "n": 6}, {"name": "llmbar-natural", "n": 4}],
+           "models": [{"name": "first", "backend": "always-first-test", "model": "x"}],
+           "experiments": [{"name": "pairwise", "params": {"text_verdict": False, "saved_verdicts": saved}}]}
+    p = tmp_path / "pairs.yaml"
+    p.write_text(yaml.safe_dump(cfg))
+    return p
+
+
+@pytest.mark.parametrize("case", ["dataset not configured", "missing file", "unreadable file"])
+def test_saved_verdicts_are_checked_at_config_load_before_any_judging(data_dir, tmp_path, case):
+    """A saved-verdicts entry that cannot be scored used to fail only after every pair had been judged
+    (13 min of Qwen on LLMBar); now it is one line at load naming the field, and nothing is written."""
+    gpt = data_dir / "pandalm_testset" / "gpt-3.5-turbo-testset-v1.json.gz"
+    bad = tmp_path / "bad.json"
+    bad.write_text("{not json")
+    entry, where = {
+        "dataset not configured": ({"name": "g", "dataset": "pandalm", "file": str(gpt)}, "saved_verdicts[0].dataset"),
+        "missing file": ({"name": "g", "dataset": "pandalm", "file": str(tmp_path / "nope.json")},
+                         "saved_verdicts[0].file"),
+        "unreadable file": ({"name": "g", "dataset": "pandalm", "file": str(bad)}, "saved_verdicts[0].file"),
+    }[case]
+    datasets = [{"name": "llmbar-natural", "n": 4}] if case == "dataset not configured" else None
+    p = cli_inproc("judge-pairs", str(_saved_cfg(tmp_path, data_dir, [entry], datasets)))
+    assert p.returncode != 0
+    lines = p.stderr.strip().splitlines()
+    assert len(lines) == 1 and where in lines[0], p.stderr
+    assert not (tmp_path / "out").exists()
+
+
+def test_dataset_option_on_a_pairwise_config_leaves_out_that_datasets_saved_verdicts(data_dir, tmp_path):
+    """``--dataset llmbar-natural`` on a config whose saved verdicts are PandaLM's runs LLMBar alone (the
+    saved verdicts belong to the left-out set); ``--dataset pandalm`` keeps them."""
+    gpt = data_dir / "pandalm_testset" / "gpt-3.5-turbo-testset-v1.json.gz"
+    cfg = _saved_cfg(tmp_path, data_dir, [{"name": "gpt35", "dataset": "pandalm", "file": str(gpt)}])
+    p = cli_inproc("judge-pairs", str(cfg), "--dataset", "llmbar-natural", "-o", str(tmp_path / "l"))
+    assert p.returncode == 0, p.stderr
+    res = json.loads((tmp_path / "l" / "summary.json").read_text())["experiments"]["pairwise"]["datasets"]
+    assert set(res) == {"llmbar-natural"} and set(res["llmbar-natural"]) == {"first"}
+    p = cli_inproc("judge-pairs", str(cfg), "--dataset", "pandalm", "--n", "5", "-o", str(tmp_path / "p"))
+    assert p.returncode == 0, p.stderr
+    res = json.loads((tmp_path / "p" / "summary.json").read_text())["experiments"]["pairwise"]["datasets"]
+    assert set(res) == {"pandalm"} and res["pandalm"]["gpt35"]["n_pairs"] == 5

@@ -184,11 +184,15 @@ def judge_pairs(
     resume: bool = typer.Option(False, "--resume"),
     overwrite: bool = typer.Option(False, "--overwrite"),
     output_dir: Optional[Path] = typer.Option(None, "--output-dir", "-o"),
+    n: Optional[int] = typer.Option(None, "--n", help="override the sample size of every dataset"),
     data_dir: Optional[Path] = typer.Option(None, "--data-dir"),
+    dataset: Optional[list[str]] = typer.Option(None, "--dataset", help="judge only this set of the config"
+                                                " (repeatable; its saved verdicts come along, the others' stay out)"),
+    include: Optional[list[Path]] = typer.Option(None, "--include", help="a plugin .py file to import first"),
 ) -> None:
     """Judge pairwise sets in both orders and measure agreement with the human labels."""
-    _run_requiring("pairwise", config, resume=resume, overwrite=overwrite, output_dir=output_dir, n=None,
-                   data_dir=data_dir)
+    _run_requiring("pairwise", config, resume=resume, overwrite=overwrite, output_dir=output_dir, n=n,
+                   data_dir=data_dir, dataset=dataset, include=include)
 
 
 def apply_overrides(cfg: Any, output_dir: Path | None = None, data_dir: Path | None = None,
@@ -210,6 +214,11 @@ def apply_overrides(cfg: Any, output_dir: Path | None = None, data_dir: Path | N
         if unknown:
             raise JudgegapError(f"--dataset {unknown[0]!r}: not in this config's datasets ({', '.join(have)})")
         d["datasets"] = [ds for ds in d["datasets"] if ds["name"] in datasets]
+        from judgegap.experiments import EXPERIMENTS
+
+        for e in d["experiments"]:  # e.g. pairwise's saved verdicts of a left-out dataset
+            keep = getattr(EXPERIMENTS.get(e["name"]), "keep_datasets", None)  # a plugin may not derive ExperimentBase
+            e["params"] = keep(e["params"], set(datasets)) if keep else e["params"]
     if output_dir is not None:
         d["output_dir"] = str(output_dir)
     if data_dir is not None:
@@ -220,13 +229,16 @@ def apply_overrides(cfg: Any, output_dir: Path | None = None, data_dir: Path | N
     return parse_config(d, "command line (--n / -o / --data-dir / --dataset)")
 
 
-def _run_requiring(experiment: str, config: Path, **kw: Any) -> None:
+def _run_requiring(experiment: str, config: Path, include: list[Path] | None = None, **kw: Any) -> None:
     """``run`` for a command that exists for one experiment (checked before any work)."""
     from judgegap.config import load_config
+    from judgegap.plugins import load_file
 
+    for k, f in enumerate(include or []):  # before the config: it may name a plugin's dataset or backend
+        load_file(f, f"--include[{k}]")
     if not any(e.name == experiment for e in load_config(config).experiments):
         raise JudgegapError(f"{config}: this command needs the {experiment} experiment in experiments")
-    run(config, include=None, dataset=None, **kw)
+    run(config, include=None, **kw)
 
 
 @app.command("attention")
@@ -237,10 +249,13 @@ def attention_cmd(
     output_dir: Optional[Path] = typer.Option(None, "--output-dir", "-o"),
     n: Optional[int] = typer.Option(None, "--n", help="override the sample size of every dataset"),
     data_dir: Optional[Path] = typer.Option(None, "--data-dir"),
+    dataset: Optional[list[str]] = typer.Option(None, "--dataset", help="run only this dataset of the config"
+                                                " (repeatable)"),
+    include: Optional[list[Path]] = typer.Option(None, "--include", help="a plugin .py file to import first"),
 ) -> None:
     """Attention mass on passage / question / answer in generate vs judge mode, per layer and head."""
     _run_requiring("attention", config, resume=resume, overwrite=overwrite, output_dir=output_dir, n=n,
-                   data_dir=data_dir)
+                   data_dir=data_dir, dataset=dataset, include=include)
 
 
 @app.command()

@@ -175,6 +175,12 @@ class ExperimentBase:
         """Experiment-specific checks of the whole config (raise ValueError); run at load."""
 
     @staticmethod
+    def keep_datasets(params: dict[str, Any], kept: set[str]) -> dict[str, Any]:
+        """The raw params for a run of only the ``kept`` datasets (``run --dataset``): parts of the params that
+        belong to a left-out dataset are dropped here, so the narrowed config validates and runs."""
+        return params
+
+    @staticmethod
     def role_needs(params: Any) -> dict[str, tuple[str, ...]] | None:
         """Capabilities per ``models_used`` field when roles differ (authors generate, judges score);
         None = every model used needs everything in ``needs``."""

@@ -121,6 +121,24 @@ class Pairwise(ExperimentBase):
     def check(p: PairwiseParams, cfg: Any) -> None:
         if p.judges == "all":
             check_all_judges(cfg, Pairwise.needs(p))
+        configured = [d.name for d in cfg.datasets]
+        for i, sv in enumerate(p.saved_verdicts):  # at load: a bad entry used to fail after every pair was judged
+            if sv.dataset not in configured:
+                raise ValueError(f"params.saved_verdicts[{i}].dataset: {sv.dataset!r} is not among the configured"
+                                 f" datasets ({', '.join(configured)})")
+            try:
+                load_verdicts(sv.file)
+            except DataError as exc:
+                raise ValueError(f"params.saved_verdicts[{i}].file: {exc}") from None
+
+    @staticmethod
+    def keep_datasets(params: dict[str, Any], kept: set[str]) -> dict[str, Any]:
+        """Saved verdicts belong to their dataset: a run of some datasets only (``--dataset``) leaves out
+        the saved verdicts of the others."""
+        saved = params.get("saved_verdicts")
+        if not isinstance(saved, list):
+            return params
+        return {**params, "saved_verdicts": [sv for sv in saved if not isinstance(sv, dict) or sv.get("dataset") in kept]}
 
     @staticmethod
     def requires(p: PairwiseParams) -> dict[str, tuple[str, ...]]:
