@@ -333,3 +333,19 @@ def test_dataset_option_on_a_pairwise_config_leaves_out_that_datasets_saved_verd
     assert p.returncode == 0, p.stderr
     res = json.loads((tmp_path / "p" / "summary.json").read_text())["experiments"]["pairwise"]["datasets"]
     assert set(res) == {"pandalm"} and res["pandalm"]["gpt35"]["n_pairs"] == 5
+
+
+def test_saved_verdicts_matching_no_pair_fail_before_any_pair_is_judged(data_dir, tmp_path):
+    """Which ids a saved-verdicts file covers is known only once the set is loaded; it is checked then,
+    before the judges' calls, not after them."""
+    nomatch = tmp_path / "nomatch.jsonl"
+    nomatch.write_text('{"id": "no-such-pair", "verdict": "A"}\n')
+    cfg = _saved_cfg(tmp_path, data_dir, [{"name": "g", "dataset": "pandalm", "file": str(nomatch)}])
+    p = cli_inproc("judge-pairs", str(cfg))
+    assert p.returncode != 0 and "no verdict matches an id of dataset pandalm" in p.stderr.strip().splitlines()[-1]
+    from judgegap.store import Store
+
+    st = Store.in_dir(tmp_path / "out")
+    judged = [r for r in st.records("pairwise", "pair") if r.get("mode") == "model"]
+    st.close()
+    assert judged == []

@@ -156,6 +156,8 @@ class Pairwise(ExperimentBase):
         if not pair_sets and not p.self_pairs and not p.saved_verdicts:
             raise ConfigError(f"experiment {NAME} needs a pairwise dataset (e.g. pandalm, llmbar-natural,"
                               " autoj-eval-p, judgebench), self_pairs: true, or saved_verdicts")
+        for sv in p.saved_verdicts:  # no model involved: a file that matches no pair fails before the judges' calls
+            self._saved(ctx, sv, pair_sets)
         for ds_name, items in pair_sets.items():
             items = items[: p.max_pairs_per_dataset] if p.max_pairs_per_dataset else items
             tie = p.tie_option == "always" or (p.tie_option == "auto" and any(it.label == "tie" for it in items))
@@ -194,8 +196,6 @@ class Pairwise(ExperimentBase):
                         "text_verdict": combine_orders(pvf, pvs) if tf is not None else None,
                     }))
                 ctx.store.put_records(NAME, "pair", recs)
-        for sv in p.saved_verdicts:
-            self._saved(ctx, sv, pair_sets)
         if p.self_pairs:
             self._self_pairs(ctx, p, judges)
 
