@@ -21,7 +21,7 @@ app = typer.Typer(help="Can this model judge answers better than it generates th
                   add_completion=False, pretty_exceptions_enable=False)
 data_app = typer.Typer(help="List, inspect and download datasets.", no_args_is_help=True)
 models_app = typer.Typer(help="Built-in real models.", no_args_is_help=True)
-store_app = typer.Typer(help="Export what a run stored.", no_args_is_help=True)
+store_app = typer.Typer(help="Export what a run stored; import model calls made elsewhere.", no_args_is_help=True)
 app.add_typer(data_app, name="data")
 app.add_typer(models_app, name="models")
 app.add_typer(store_app, name="store")
@@ -640,7 +640,10 @@ def models_list() -> None:
 def store_export(
     output_dir: Path = typer.Argument(...),
     table: str = typer.Option("records", "--table", help="records, calls or runs"),
-    dest: Optional[Path] = typer.Option(None, "--out", help="JSONL file to write"),
+    dest: Optional[Path] = typer.Option(None, "--out", help="JSONL file to write (gzip when it ends in .gz)"),
+    model: Optional[str] = typer.Option(None, "--model", help="calls: only those of the model with this name"),
+    without_requests: bool = typer.Option(False, "--without-requests", help="calls: leave the prompts out (keys"
+                                          " and responses still let `store import-calls` reuse them elsewhere)"),
 ) -> None:
     """Export a store table as JSON Lines."""
     from judgegap.store import Store
@@ -649,17 +652,39 @@ def store_export(
         raise JudgegapError(f"no results store in {output_dir}")
     if table not in ("records", "calls", "runs"):
         raise JudgegapError(f"unknown table {table!r} (records, calls, runs)")
+    if table != "calls" and (model is not None or without_requests):
+        raise JudgegapError("--model and --without-requests apply to --table calls")
     path = dest or output_dir / f"{table}.jsonl"
     store = Store.in_dir(output_dir)
     if table == "calls":  # the run's calls live in the call cache it used
-        from judgegap.store.calls import CallCache
+        from judgegap.store.calls import CallCache, export_calls
 
         last = store.last_run()
         cache = CallCache((last["config"].get("call_cache") if last else None) or None)
-        n = _export_calls(cache, path)
+        n = export_calls(cache, path, model=model, requests=not without_requests)
+        cache.close()
+        if n == 0 and model is not None:
+            raise JudgegapError(f"no cached call of a model named {model!r} in {cache.path}")
     else:
         n = store.export_jsonl(table, path)
     out.print(f"wrote {n} rows to {escape(str(path))}")
+
+
+@store_app.command("import-calls")
+def store_import_calls(
+    file: Path = typer.Argument(..., help="calls exported by `judgegap store export DIR --table calls`"),
+    call_cache: Optional[Path] = typer.Option(None, "--call-cache", help="the cache to add them to (default:"
+                                              " $JUDGEGAP_CALL_CACHE, else ~/.cache/judgegap/calls.sqlite)"),
+) -> None:
+    """Add model calls made on another machine to the call cache: a run of the same config here (or its
+    --resume) then repeats none of them. Calls already cached keep their own response."""
+    from judgegap.store.calls import CallCache, read_exported_calls
+
+    rows = read_exported_calls(file)  # every line checked before anything is added
+    cache = CallCache(call_cache)
+    added = cache.import_calls(rows)
+    cache.close()
+    out.print(f"imported {added} calls into {escape(str(cache.path))} ({len(rows) - added} were already cached)")
 
 
 def _on_signal(signum: int, _frame: Any) -> None:
@@ -669,17 +694,6 @@ def _on_signal(signum: int, _frame: Any) -> None:
 
     mark_interrupted()
     raise Interrupted(INTERRUPT_MESSAGE)
-
-
-def _export_calls(cache: Any, path: Path) -> int:
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    n = 0
-    with tmp.open("w", encoding="utf-8") as fh:
-        for r in cache.iter_calls():
-            fh.write(jsonout.dumps(r, ensure_ascii=False) + "\n")
-            n += 1
-    tmp.replace(path)
-    return n
 
 
 def main() -> None:

@@ -125,11 +125,78 @@ class CallCache:
                 return int(self._conn.execute("SELECT COUNT(*) FROM calls WHERE method=?", (method,)).fetchone()[0])
             return int(self._conn.execute("SELECT COUNT(*) FROM calls").fetchone()[0])
 
-    def iter_calls(self) -> Iterator[dict[str, Any]]:
+    def iter_calls(self, model: str | None = None) -> Iterator[dict[str, Any]]:
+        """Every cached call (of the model labelled ``model`` only, when given), oldest first."""
+        q = ("SELECT key, backend, model, method, request_json, response_json, elapsed_s, created_at FROM calls"
+             + (" WHERE model=?" if model is not None else "") + " ORDER BY created_at")
         with self._lock:
-            rows = self._conn.execute(
-                "SELECT key, backend, model, method, request_json, response_json, elapsed_s, created_at"
-                " FROM calls ORDER BY created_at").fetchall()
+            rows = self._conn.execute(q, (model,) if model is not None else ()).fetchall()
         for r in rows:
             yield {"key": r[0], "backend": r[1], "model": r[2], "method": r[3], "request": json.loads(r[4]),
                    "response": json.loads(r[5]), "elapsed_s": r[6], "created_at": r[7]}
+
+    def import_calls(self, rows: list[dict[str, Any]]) -> int:
+        """Add exported calls (see :func:`read_exported_calls`) in one transaction; a key already cached
+        keeps its own response. Returns how many were new."""
+        now = time.time()
+        with self._lock, self._conn:
+            before = self._conn.total_changes
+            self._conn.executemany(
+                "INSERT OR IGNORE INTO calls(key, backend, model, method, request_json, response_json,"
+                " elapsed_s, created_at) VALUES (?,?,?,?,?,?,?,?)",
+                [(r["key"], r["backend"], r["model"], r["method"], canonical_json(r.get("request", OMITTED)),
+                  canonical_json(r["response"]), r.get("elapsed_s"), r.get("created_at") or now) for r in rows])
+            return self._conn.total_changes - before
+
+
+# An exported call may leave its request out (it holds the prompt, hence the dataset's passage): the key
+# alone finds the response, because the key already hashes the request.
+OMITTED = {"omitted": "request left out at export"}
+_KEY_CHARS = frozenset("0123456789abcdef")
+
+
+def export_calls(cache: CallCache, path: Path, model: str | None = None, requests: bool = True) -> int:
+    """Write the cache's calls as JSON Lines (gzip when ``path`` ends in .gz), atomically.
+
+    This is how model work moves between machines: ``judgegap store import-calls`` on another machine
+    makes a run there find these calls in its cache, so ``--resume`` (or the same config) repeats none
+    of them. ``requests=False`` leaves the prompts out (a shard then holds keys, answers and scores only)."""
+    import gzip
+
+    path = Path(path)
+    tmp = path.with_name(path.name + ".tmp")
+    n = 0
+    try:
+        with (gzip.open(tmp, "wt", encoding="utf-8") if path.suffix == ".gz"
+              else tmp.open("w", encoding="utf-8")) as fh:
+            for r in cache.iter_calls(model):
+                if not requests:
+                    r["request"] = OMITTED
+                fh.write(json.dumps(r, ensure_ascii=False, sort_keys=True) + "\n")
+                n += 1
+        tmp.replace(path)
+    except OSError as exc:
+        tmp.unlink(missing_ok=True)
+        raise JudgegapError(f"cannot write {path}: {exc}") from None
+    return n
+
+
+def read_exported_calls(path: Path) -> list[dict[str, Any]]:
+    """The calls of an export file, every line checked before any is used (one error line naming the
+    file, line and field; nothing is imported from a file with a bad line)."""
+    from judgegap.data.io import iter_jsonl
+
+    rows = []
+    for i, r in enumerate(iter_jsonl(Path(path)), 1):
+        for field, kind in (("key", str), ("backend", str), ("model", str), ("method", str), ("response", dict)):
+            if not isinstance(r.get(field), kind):
+                raise JudgegapError(f"{path}: call {i}: field {field!r} missing or not a"
+                                    f" {'string' if kind is str else 'JSON object'}")
+        if len(r["key"]) != 64 or not set(r["key"]) <= _KEY_CHARS:
+            raise JudgegapError(f"{path}: call {i}: key {r['key'][:80]!r} is not a call key (64 hex digits)")
+        if "request" in r and not isinstance(r["request"], dict):
+            raise JudgegapError(f"{path}: call {i}: field 'request' is not a JSON object")
+        rows.append(r)
+    if not rows:
+        raise JudgegapError(f"{path}: no calls in the file")
+    return rows
