@@ -145,8 +145,13 @@ class CallCache:
                 "INSERT OR IGNORE INTO calls(key, backend, model, method, request_json, response_json,"
                 " elapsed_s, created_at) VALUES (?,?,?,?,?,?,?,?)",
                 [(r["key"], r["backend"], r["model"], r["method"], canonical_json(r.get("request", OMITTED)),
-                  canonical_json(r["response"]), r.get("elapsed_s"), r.get("created_at") or now) for r in rows])
+                  canonical_json(r["response"]), _number(r.get("elapsed_s")), _number(r.get("created_at")) or now)
+                 for r in rows])
             return self._conn.total_changes - before
+
+
+def _number(x: Any) -> float | None:
+    return float(x) if isinstance(x, (int, float)) and not isinstance(x, bool) else None
 
 
 # An exported call may leave its request out (it holds the prompt, hence the dataset's passage): the key
