@@ -406,3 +406,24 @@ def test_self_agreement_scores_each_items_candidates_back_to_back(tmp_path, data
         assert len(questions) >= 4 * 3, questions  # own, other's, gold, wrong span (identical ones are one row)
         blocks = [q for k, q in enumerate(questions) if k == 0 or q != questions[k - 1]]
         assert len(blocks) == len(set(blocks)) == 4, (m, questions)
+
+
+def test_a_model_that_fails_to_load_leaves_no_run_behind(tmp_path, data_dir):
+    """A fresh run whose model cannot be loaded (here an unknown scripted behaviour; in real life a GGUF
+    llama.cpp cannot load or a server that never answers) has done nothing: it used to leave a store with
+    a failed run, and the corrected config was then refused ('already holds a run')."""
+    cfg = yaml.safe_load(_cfg(tmp_path, data_dir, n=3).read_text())
+    cfg["models"][0]["model"] = "no-such-behaviour"
+    (tmp_path / "bad.yaml").write_text(yaml.safe_dump(cfg))
+    p = cli_inproc("run", str(tmp_path / "bad.yaml"))
+    assert p.returncode != 0 and p.stderr.strip().splitlines()[-1].startswith("error: ")
+    assert "no-such-behaviour" in p.stderr.strip().splitlines()[-1]
+    assert not (tmp_path / "out").exists()
+    # an existing directory of the user's is kept, with nothing of ours left in it
+    (tmp_path / "mine").mkdir()
+    (tmp_path / "mine" / "notes.txt").write_text("keep")
+    assert cli_inproc("run", str(tmp_path / "bad.yaml"), "-o", str(tmp_path / "mine")).returncode != 0
+    assert sorted(p.name for p in (tmp_path / "mine").iterdir()) == ["notes.txt"]
+    # the corrected config then runs in the same place, without --overwrite
+    assert cli_inproc("run", str(_cfg(tmp_path, data_dir, n=3))).returncode == 0
+

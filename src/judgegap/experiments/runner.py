@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import platform
@@ -24,7 +25,7 @@ from judgegap.experiments.progress import make_progress
 from judgegap.experiments.summaries import SUMMARY_SCHEMA_VERSION, RunSummary
 from judgegap.store import Store, jsonout
 from judgegap.store.calls import CallCache
-from judgegap.store.rundir import (RunLock, config_diff, config_hash, foreign_result_files, is_locked,
+from judgegap.store.rundir import (LOCK_NAME, RunLock, config_diff, config_hash, foreign_result_files, is_locked,
                                    record_written, remove_written)
 
 
@@ -214,9 +215,37 @@ def run_config(cfg: RunConfig, resume: bool = False, overwrite: bool = False,
                           f" running {c['n']}[/yellow]")
     out = Path(cfg.output_dir)
     config_dict = json.loads(cfg.model_dump_json())
-    with RunLock(out, "run"):
-        prepare_output_dir(out, resume, overwrite, config_dict)
-        return _run_locked(cfg, out, config_dict, datasets, pools, metrics, console, overrides, resume)
+    dir_existed = out.exists()
+    rolled_back = False
+    try:
+        with RunLock(out, "run"):
+            prepare_output_dir(out, resume, overwrite, config_dict)
+            fresh = not (out / Store.FILENAME).exists()  # after --overwrite too: nothing of an earlier run is left
+            try:
+                return _run_locked(cfg, out, config_dict, datasets, pools, metrics, console, overrides, resume)
+            except Interrupted:
+                raise  # the user stopped it: --resume continues from the store
+            except JudgegapError:
+                rolled_back = fresh and _nothing_recorded(out)
+                if rolled_back:  # e.g. the first model failed to load: leave no run that blocks the corrected config
+                    remove_written(out, Store.FILENAME)
+                raise
+    finally:
+        if rolled_back and not dir_existed:
+            (out / LOCK_NAME).unlink(missing_ok=True)
+            with contextlib.suppress(OSError):
+                out.rmdir()  # only if empty
+        elif rolled_back:
+            (out / LOCK_NAME).unlink(missing_ok=True)
+
+
+def _nothing_recorded(out: Path) -> bool:
+    """True when the run in ``out`` stored no record (its model calls, if any, are in the call cache)."""
+    store = Store.in_dir(out)
+    try:
+        return store.count_records() == 0
+    finally:
+        store.close()
 
 
 def _run_locked(cfg: RunConfig, out: Path, config_dict: dict[str, Any], datasets: dict[str, list[Any]],

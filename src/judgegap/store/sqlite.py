@@ -200,6 +200,11 @@ class Store:
         model = RECORD_TYPES[(experiment, kind)]
         return [model.model_validate(r) for r in self.records(experiment, kind)]
 
+    def count_records(self) -> int:
+        """Records of every run and experiment in this store."""
+        with self._lock:
+            return int(self._conn.execute("SELECT COUNT(*) FROM records").fetchone()[0])
+
     def records(self, experiment: str, kind: str | None = None) -> list[dict[str, Any]]:
         q = "SELECT record_json FROM records WHERE scope=? AND experiment=?"
         args: tuple[Any, ...] = (self.scope, experiment)
