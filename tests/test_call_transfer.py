@@ -32,6 +32,9 @@ def test_exported_calls_let_a_run_on_a_fresh_cache_repeat_none_of_them(tmp_path,
     p = cli_inproc("store", "export", str(tmp_path / "a"), "--table", "calls", "--model", "s",
                    "--without-requests", "--out", str(shard))
     assert p.returncode == 0, p.stderr
+    nobody = tmp_path / "nobody.jsonl"
+    p = cli_inproc("store", "export", str(tmp_path / "a"), "--table", "calls", "--model", "nobody", "--out", str(nobody))
+    assert p.returncode != 0 and "no cached call of a model named 'nobody'" in p.stderr and not nobody.exists()
     rows = [json.loads(x) for x in gzip.open(shard, "rt")]
     with sqlite3.connect(first) as c:
         n_s = c.execute("SELECT COUNT(*) FROM calls WHERE model='s'").fetchone()[0]

@@ -661,10 +661,10 @@ def store_export(
 
         last = store.last_run()
         cache = CallCache((last["config"].get("call_cache") if last else None) or None)
-        n = export_calls(cache, path, model=model, requests=not without_requests)
-        cache.close()
-        if n == 0 and model is not None:
-            raise JudgegapError(f"no cached call of a model named {model!r} in {cache.path}")
+        try:
+            n = export_calls(cache, path, model=model, requests=not without_requests)
+        finally:
+            cache.close()
     else:
         n = store.export_jsonl(table, path)
     out.print(f"wrote {n} rows to {escape(str(path))}")

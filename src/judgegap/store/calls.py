@@ -179,6 +179,9 @@ def export_calls(cache: CallCache, path: Path, model: str | None = None, request
                     r["request"] = OMITTED
                 fh.write(json.dumps(r, ensure_ascii=False, sort_keys=True) + "\n")
                 n += 1
+        if n == 0 and model is not None:
+            tmp.unlink()
+            raise JudgegapError(f"no cached call of a model named {model!r} in {cache.path}")
         tmp.replace(path)
     except OSError as exc:
         tmp.unlink(missing_ok=True)
