@@ -24,9 +24,12 @@ WEIGHT_FILES = ("adapter_model.safetensors", "adapter_model.bin")
 
 
 # Deprecations raised inside our dependencies, about their code, on every LoRA wrap or load: peft's
-# PeftModel and trl read ``model.is_gradient_checkpointing``, which transformers 5 renamed to
-# ``is_activation_checkpointing``. A user can do nothing about them, and they buried the training output.
-DEPENDENCY_DEPRECATIONS = (r"`is_gradient_checkpointing` is deprecated",)
+# PeftModel and trl read ``model.is_gradient_checkpointing``, and trl's GRPOConfig sets
+# ``gradient_checkpointing`` and calls ``gradient_checkpointing_enable/disable``, all renamed to
+# ``activation_checkpointing*`` in transformers 5. A user can do nothing about them, and they buried the
+# training output. judgegap's own TrainingArguments use the new name (tested without this filter).
+DEPENDENCY_DEPRECATIONS = (r"`is_gradient_checkpointing` is deprecated",
+                           r"`gradient_checkpointing(_enable|_disable)?` is deprecated")
 
 
 @contextlib.contextmanager
