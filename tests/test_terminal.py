@@ -12,7 +12,7 @@ from pathlib import Path
 
 import yaml
 
-from tests.conftest import cli_inproc
+from tests.conftest import call_cache_file, cli_inproc
 
 
 def _squad(path: Path, question: str, answer: str) -> Path:
@@ -71,4 +71,7 @@ def test_a_key_echoed_by_a_server_never_reaches_the_error_line(httpserver, tmp_p
     p = cli_inproc("run", str(tmp_path / "c.yaml"))
     assert p.returncode == 1 and "HTTP 400" in p.stderr
     assert key not in p.stderr and key not in p.stdout and "***" in p.stderr
-    assert key.encode() not in (tmp_path / "out" / "judgegap.sqlite").read_bytes()
+    # the run stored no record, so it leaves no run behind; neither that nor the call cache holds the key
+    assert not (tmp_path / "out").exists()
+    cache = call_cache_file()
+    assert not cache.exists() or key.encode() not in cache.read_bytes()

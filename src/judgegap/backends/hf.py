@@ -155,7 +155,8 @@ def kv_cache_name(model: Any) -> str:
     (after the removal) silently drops the shared prefix's cache."""
     import inspect
 
-    return "cache" if "cache" in inspect.signature(model.forward).parameters else "past_key_values"
+    base = model.get_base_model() if hasattr(model, "get_base_model") else model  # a PeftModel forwards **kwargs
+    return "cache" if "cache" in inspect.signature(base.forward).parameters else "past_key_values"
 
 
 def tokenizer_cache_dir(gguf: Path, fingerprint: str) -> Path:
