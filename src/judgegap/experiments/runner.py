@@ -231,12 +231,11 @@ def run_config(cfg: RunConfig, resume: bool = False, overwrite: bool = False,
                     remove_written(out, Store.FILENAME)
                 raise
     finally:
-        if rolled_back and not dir_existed:
+        if rolled_back:
             (out / LOCK_NAME).unlink(missing_ok=True)
-            with contextlib.suppress(OSError):
-                out.rmdir()  # only if empty
-        elif rolled_back:
-            (out / LOCK_NAME).unlink(missing_ok=True)
+            if not dir_existed:
+                with contextlib.suppress(OSError):
+                    out.rmdir()  # only if empty
 
 
 def _nothing_recorded(out: Path) -> bool:
