@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import math
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -78,6 +79,17 @@ def test_human_ceiling_on_hand_votes():
     assert rep["leave_one_out_accuracy"]["1"].value == pytest.approx(3 / 5)
     assert rep["judge_kappa_per_annotator"]["1"].value == pytest.approx(1.0)
     assert majority(["A", "B", "tie"]) == "tie" and majority(["A", "B", "B"]) == "B"
+
+
+def test_human_ceiling_undefined_kappa_is_nan_without_numpy_warning():
+    # every annotator gives the same label on every item: kappa is undefined for every pair, which
+    # the report gives as NaN -- without numpy's "Mean of empty slice" RuntimeWarning in the output
+    votes = [["A", "A", "A"]] * 6
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        rep = annotator_report(votes, n_resamples=50)
+    assert np.isnan(rep["mean_pairwise_kappa"].value)
+    assert all(np.isnan(e.value) for e in rep["pairwise_kappa"].values())
 
 
 @pytest.mark.parametrize("text, verdict", [

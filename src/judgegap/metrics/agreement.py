@@ -93,7 +93,7 @@ def annotator_report(votes: Sequence[Sequence[str]], pred: Sequence[str | None] 
         out["pairwise_kappa"][f"{a + 1}-{b + 1}"] = bootstrap_indices(
             lambda i, a=a, b=b: cohen_kappa(v[i, a], v[i, b]), n, **kw)
     out["mean_pairwise_kappa"] = bootstrap_indices(
-        lambda i: float(np.nanmean([cohen_kappa(v[i, a], v[i, b]) for a, b in combinations(range(k), 2)])),
+        lambda i: _mean_defined([cohen_kappa(v[i, a], v[i, b]) for a, b in combinations(range(k), 2)]),
         n, **kw)
     if k >= 3:
         for a in range(k):
@@ -105,6 +105,17 @@ def annotator_report(votes: Sequence[Sequence[str]], pred: Sequence[str | None] 
         out["judge_kappa_per_annotator"] = {
             str(a + 1): bootstrap_indices(lambda i, a=a: cohen_kappa(v[i, a], p[i]), n, **kw) for a in range(k)}
     return out
+
+
+def _mean_defined(values: Sequence[float]) -> float:
+    """Mean of the defined (non-NaN) values, NaN when none is defined.
+
+    ``np.nanmean`` gives the same number but prints a RuntimeWarning for an all-NaN input,
+    which a report with constant annotators (kappa undefined for every pair) would show the user.
+    """
+    arr = np.asarray(values, dtype=float)
+    ok = ~np.isnan(arr)
+    return float(arr[ok].mean()) if ok.any() else float("nan")
 
 
 def _majority_code(row: np.ndarray) -> int:
