@@ -311,7 +311,7 @@ def _saved_cfg(tmp_path: Path, data_dir: Path, saved: list[dict], datasets: list
     return p
 
 
-@pytest.mark.parametrize("case", ["dataset not configured", "missing file", "unreadable file"])
+@pytest.mark.parametrize("case", ["dataset not configured", "dataset not of pairs", "missing file", "unreadable file"])
 def test_saved_verdicts_are_checked_at_config_load_before_any_judging(data_dir, tmp_path, case):
     """A saved-verdicts entry that cannot be scored used to fail only after every pair had been judged
     (13 min of Qwen on LLMBar); now it is one line at load naming the field, and nothing is written."""
@@ -320,11 +320,13 @@ def test_saved_verdicts_are_checked_at_config_load_before_any_judging(data_dir, 
     bad.write_text("{not json")
     entry, where = {
         "dataset not configured": ({"name": "g", "dataset": "pandalm", "file": str(gpt)}, "saved_verdicts[0].dataset"),
+        "dataset not of pairs": ({"name": "g", "dataset": "squad2", "file": str(gpt)}, "saved_verdicts[0].dataset"),
         "missing file": ({"name": "g", "dataset": "pandalm", "file": str(tmp_path / "nope.json")},
                          "saved_verdicts[0].file"),
         "unreadable file": ({"name": "g", "dataset": "pandalm", "file": str(bad)}, "saved_verdicts[0].file"),
     }[case]
-    datasets = [{"name": "llmbar-natural", "n": 4}] if case == "dataset not configured" else None
+    datasets = {"dataset not configured": [{"name": "llmbar-natural", "n": 4}],
+                "dataset not of pairs": [{"name": "pandalm", "n": 4}, {"name": "squad2", "n": 2}]}.get(case)
     p = cli_inproc("judge-pairs", str(_saved_cfg(tmp_path, data_dir, [entry], datasets)))
     assert p.returncode != 0
     lines = p.stderr.strip().splitlines()

@@ -121,11 +121,13 @@ class Pairwise(ExperimentBase):
     def check(p: PairwiseParams, cfg: Any) -> None:
         if p.judges == "all":
             check_all_judges(cfg, Pairwise.needs(p))
-        configured = [d.name for d in cfg.datasets]
+        from judgegap.data import DATASETS
+
+        pair_sets = [d.name for d in cfg.datasets if DATASETS.get(d.name).kind == "pairs"]
         for i, sv in enumerate(p.saved_verdicts):  # at load: a bad entry used to fail after every pair was judged
-            if sv.dataset not in configured:
+            if sv.dataset not in pair_sets:
                 raise ValueError(f"params.saved_verdicts[{i}].dataset: {sv.dataset!r} is not among the configured"
-                                 f" datasets ({', '.join(configured)})")
+                                 f" pairwise datasets ({', '.join(pair_sets) or 'none'})")
             try:
                 load_verdicts(sv.file)
             except DataError as exc:
@@ -200,8 +202,7 @@ class Pairwise(ExperimentBase):
             self._self_pairs(ctx, p, judges)
 
     def _saved(self, ctx: RunContext, sv: SavedVerdicts, pair_sets: dict[str, list]) -> None:
-        if sv.dataset not in pair_sets:
-            raise ConfigError(f"experiments.{NAME}.params.saved_verdicts: dataset {sv.dataset!r} is not configured")
+        # check() refused at load any entry whose dataset is not a configured pairwise set
         ctx.store.put_records(NAME, "pair", saved_verdict_records(sv.name, sv.dataset, pair_sets[sv.dataset],
                                                                   sv.file))
 
