@@ -213,6 +213,25 @@ def test_see_reward_on_hand_computed_cases():
     assert split_scored_reply("no score here") == ("no score here", None)
 
 
+@pytest.mark.parametrize("on", [False, True])
+def test_online_policy_step_follows_the_configured_activation_checkpointing(tmp_path, on):
+    """trl's GRPOConfig turns activation checkpointing on by default; SEE's and SERL's policy step used
+    it even with ``training.gradient_checkpointing: false`` (the default), ~30% more time a step."""
+    import dataclasses
+    from types import SimpleNamespace
+
+    from judgegap.training.config import Hyper
+    from judgegap.training.methods import SEEParams
+    from judgegap.training.see import grpo_arguments
+
+    cfg = SimpleNamespace(training=Hyper(gradient_checkpointing=on), seed=3)
+    args = grpo_arguments(SEEParams(), cfg, 1, tmp_path / "grpo", on_gpu=False)
+    name = ("activation_checkpointing" if "activation_checkpointing" in {f.name for f in dataclasses.fields(args)}
+            else "gradient_checkpointing")
+    assert getattr(args, name) is on
+    assert args.seed == 4 and args.num_generations == SEEParams().num_generations
+
+
 def _one_online_round(tmp_path, data_dir, tiny_model, method: str, extra: dict, **cfg_extra):
     """One round of an online method on the tiny model (2 prompts x 2 samples): (cfg, OUT, round 0's
     log text, its parsed log)."""
