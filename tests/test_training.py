@@ -310,3 +310,27 @@ def test_adapter_fingerprint_is_stable_across_saves_of_the_same_adapter(trained,
         fps[name] = adapter_fingerprint(d)
     assert fps["reordered"] == adapter_fingerprint(src)
     assert fps["other_rank"] != adapter_fingerprint(src)
+
+
+def test_a_freshly_converted_gguf_names_its_converted_folder_like_a_cached_load(tmp_path, monkeypatch):
+    """The first load of a GGUF converts it; the model then named the GGUF's folder (no config.json)
+    as its origin, while every later load names the converted folder. peft looks for the base's
+    config.json there on every adapter save, so the first training on a GGUF warned "Could not find a
+    config file in .../gguf" at each checkpoint (and recorded that folder as the adapter's base)."""
+    from peft import LoraConfig, get_peft_model
+
+    from judgegap.backends.hf import HFBackend
+    from judgegap.training.adapters import dependency_deprecations_quiet
+
+    monkeypatch.setenv("JUDGEGAP_CACHE_DIR", str(tmp_path / "cache"))  # nothing converted yet
+    first = HFBackend("smollm2-135m-instruct").model
+    again = HFBackend("smollm2-135m-instruct").model
+    conv = Path(again.name_or_path)
+    assert (conv / "config.json").is_file() and conv.is_relative_to(tmp_path / "cache")
+    assert Path(first.name_or_path) == conv and first.config._name_or_path == again.config._name_or_path
+    with dependency_deprecations_quiet():
+        peft_model = get_peft_model(first, LoraConfig(r=2, target_modules=["q_proj"], task_type="CAUSAL_LM"))
+    with warnings.catch_warnings():
+        warnings.filterwarnings("error", message="Could not find a config file")
+        peft_model.save_pretrained(str(tmp_path / "adapter"))
+    assert json.loads((tmp_path / "adapter" / "adapter_config.json").read_text())["base_model_name_or_path"] == str(conv)

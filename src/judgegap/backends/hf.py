@@ -55,6 +55,12 @@ def _dequantize(gguf: Path, conv: Path) -> tuple[Any, Any]:
         tmp.rename(conv)
     except OSError:
         shutil.rmtree(tmp, ignore_errors=True)
+    # name the converted folder as the origin, as a load from it does: the GGUF's folder has no
+    # config.json, and peft looks for one there on every adapter save (it warned at each checkpoint
+    # of the first training on a GGUF, and wrote that folder into adapter_config.json)
+    model.config._name_or_path = str(conv)
+    model.name_or_path = str(conv)
+    tok.name_or_path = str(conv)
     return tok, model
 
 
