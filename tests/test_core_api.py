@@ -222,3 +222,14 @@ def test_every_builtin_experiment_declares_its_summary_and_a_drifted_summary_fai
         "s": {k: v for k, v in summ["datasets"]["squad2"]["models"]["s"].items() if k != "n_items"}}}}}
     with pytest.raises(JudgegapError, match="asymmetry summary does not fit AsymmetrySummary: datasets.squad2.models.s.n_items"):
         check_summary("asymmetry", cls, broken)
+
+
+@pytest.mark.parametrize("path", sorted(p.name for p in (ROOT / "configs").glob("*.yaml")
+                                        if not p.name.startswith("train_")))
+def test_every_shipped_run_config_validates(path):
+    """The configs that RESULTS.md's commands run: a renamed param, template or experiment must fail
+    here, not hours into someone's run (train_*.yaml: tests/test_training.py)."""
+    from judgegap.config import load_config
+
+    cfg = load_config(ROOT / "configs" / path)
+    assert cfg.experiments and cfg.models
