@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import sqlite3
 import subprocess
 import sys
@@ -427,3 +428,32 @@ def test_a_model_that_fails_to_load_leaves_no_run_behind(tmp_path, data_dir):
     # the corrected config then runs in the same place, without --overwrite
     assert cli_inproc("run", str(_cfg(tmp_path, data_dir, n=3))).returncode == 0
 
+
+
+def test_dry_run_checks_what_the_run_checks_and_writes_nothing(tmp_path, data_dir):
+    """``run --dry-run`` prints the plan (items per dataset after filters, models, each experiment's
+    needs) and exits 0 with no output dir and no call cache made; on a directory the run would refuse
+    it refuses with the run's own line, and after a run it accepts --resume of the same config."""
+    cfg = _cfg(tmp_path, data_dir, n=6, exps=[{"name": "asymmetry", "params": {"text_verdict": False}},
+                                               {"name": "selfscore", "params": {"text_score": False}}])
+    p = cli_inproc("run", str(cfg), "--dry-run")
+    assert p.returncode == 0, p.stderr
+    assert re.search(r"squad2\s*│\s*6\s*│\s*6\s*│", p.stdout), p.stdout  # requested, items
+    assert "score_choices" in p.stdout and "selfscore" in p.stdout and "would start a new run" in p.stdout
+    assert not (tmp_path / "out").exists() and not call_cache_file().exists()
+    # a data problem is the run's one line, before anything
+    bad = _cfg(tmp_path, tmp_path / "no-data", name="bad.yaml")
+    line = _one_line_error(cli_inproc("run", str(bad), "--dry-run"))
+    assert "squad2" in line and not (tmp_path / "out").exists()
+    # after a real run: the same refusals as the run, and --resume is accepted
+    assert cli_inproc("run", str(cfg)).returncode == 0
+    real = _one_line_error(cli_inproc("run", str(cfg)))
+    assert _one_line_error(cli_inproc("run", str(cfg), "--dry-run")) == real
+    p = cli_inproc("run", str(cfg), "--dry-run", "--resume")
+    assert p.returncode == 0 and "would resume the run in" in p.stdout, p.stderr
+    line = _one_line_error(cli_inproc("run", str(cfg), "--dry-run", "--resume", "--n", "4"))
+    assert "datasets[0].n: 6 -> 4" in line
+    before = sorted(x.name for x in (tmp_path / "out").iterdir())
+    p = cli_inproc("run", str(cfg), "--dry-run", "--overwrite")
+    assert p.returncode == 0 and "would discard and restart" in p.stdout
+    assert sorted(x.name for x in (tmp_path / "out").iterdir()) == before  # nothing removed by a dry run

@@ -37,6 +37,31 @@ def _e(x: dict[str, Any] | None, pct: bool = True) -> str:
     return fmt(x, pct)
 
 
+def print_plan(plan: dict[str, Any]) -> None:
+    """``run --dry-run``: what the run would read, load and write (every check passed)."""
+    t = Table(title="datasets", title_justify="left")
+    for col in ("dataset", "requested", "items"):
+        t.add_column(col)
+    for name, c in plan["datasets"].items():
+        t.add_row(escape(name), "all" if c["requested"] is None else str(c["requested"]), str(c["n"]))
+    out.print(t)
+    t = Table(title="models", title_justify="left")
+    for col in ("name", "backend", "model", "adapter"):
+        t.add_column(col)
+    for m in plan["models"]:
+        t.add_row(escape(m["name"]), escape(m["backend"]), escape(m["model"]), escape(m["adapter"] or "-"))
+    out.print(t)
+    t = Table(title="experiments (in order)", title_justify="left")
+    for col in ("experiment", "backend capabilities needed"):
+        t.add_column(col)
+    for e in plan["experiments"]:
+        t.add_row(escape(e["name"]), escape(", ".join(e["needs"]) or "none declared"))
+    out.print(t)
+    action = {"new": "start a new run in", "resume": "resume the run in", "overwrite": "discard and restart the run in"}
+    out.print(f"checks passed: would {action[plan['mode']]} {escape(plan['output_dir'])}/ (dry run: nothing written)",
+              highlight=False)
+
+
 def print_summary(summary: dict[str, Any]) -> None:
     """The headline: can I trust each model's judgement of its own answers? Then the asymmetry."""
     from judgegap.report.headline import headline_rows
@@ -90,10 +115,12 @@ def run(
                                                 " (repeatable): a long job in parts, each reusing the call cache"),
     include: Optional[list[Path]] = typer.Option(None, "--include", help="a plugin .py file to import first"
                                                  " (registers datasets / backends / experiments); repeatable"),
+    dry_run: bool = typer.Option(False, "--dry-run", help="check config, data, model files and output dir as the"
+                                 " run would, print the plan, load no model and write nothing"),
 ) -> None:
     """Run the experiments of CONFIG and write store, results.jsonl, summary.json and report.html."""
     from judgegap.config import default_config_path, load_config
-    from judgegap.experiments.runner import run_config
+    from judgegap.experiments.runner import plan_run, run_config
     from judgegap.plugins import load_file
 
     for k, f in enumerate(include or []):
@@ -101,6 +128,9 @@ def run(
 
     cfg = apply_overrides(load_config(config or default_config_path()), output_dir=output_dir, data_dir=data_dir,
                           n=n, datasets=dataset)
+    if dry_run:
+        print_plan(plan_run(cfg, resume=resume, overwrite=overwrite))
+        return
     summary = run_config(cfg, resume=resume, overwrite=overwrite, console=err)
     print_summary(summary)
     out.print(f"results in {escape(str(cfg.output_dir))}/ (report.html, summary.json, results.jsonl, {cfg.output_dir}/"

@@ -137,9 +137,26 @@ def dataset_counts(cfg: RunConfig, datasets: dict[str, list[Any]]) -> dict[str, 
 def prepare_output_dir(out: Path, resume: bool, overwrite: bool, config: dict[str, Any]) -> None:
     """Decide, under the directory's lock, whether this run may write to ``out``.
 
-    Refuses (one line, nothing touched): a directory holding a run without --resume or
-    --overwrite; --resume with no run to resume, or with a config whose result-changing
-    fields differ (they are named); result files judgegap did not write."""
+    Refuses (one line, nothing touched): see :func:`check_output_dir`. Then clears an earlier run
+    for --overwrite and proves the directory writable."""
+    check_output_dir(out, resume, overwrite, config)
+    if overwrite and (out / Store.FILENAME).exists():
+        remove_written(out, Store.FILENAME)
+    try:
+        probe = out / f".write-test-{os.getpid()}"
+        probe.write_text("ok")
+        probe.unlink()
+    except OSError as exc:
+        raise JudgegapError(f"output dir is not writable: {out} ({exc.strerror or exc})") from None
+
+
+def check_output_dir(out: Path, resume: bool, overwrite: bool, config: dict[str, Any]) -> str:
+    """Whether a run may write to ``out``, touching nothing: 'new', 'resume' or 'overwrite'.
+
+    Refuses (one line): a directory holding a run without --resume or --overwrite; --resume with
+    no run to resume, or with a config whose result-changing fields differ (they are named);
+    result files judgegap did not write. The real run and ``--dry-run`` share it, so a dry run
+    refuses exactly what the run would."""
     if resume and overwrite:
         raise JudgegapError("--resume and --overwrite contradict each other: pick one")
     store_file = out / Store.FILENAME
@@ -166,14 +183,32 @@ def prepare_output_dir(out: Path, resume: bool, overwrite: bool, config: dict[st
     if foreign and not store_file.exists():
         raise JudgegapError(f"{out} holds files judgegap did not write ({', '.join(foreign)}) that a run would"
                             " replace; choose another -o DIR")
-    if overwrite and store_file.exists():
-        remove_written(out, Store.FILENAME)
-    try:
-        probe = out / f".write-test-{os.getpid()}"
-        probe.write_text("ok")
-        probe.unlink()
-    except OSError as exc:
-        raise JudgegapError(f"output dir is not writable: {out} ({exc.strerror or exc})") from None
+    return "resume" if resume else "overwrite" if overwrite and store_file.exists() else "new"
+
+
+def plan_run(cfg: RunConfig, resume: bool = False, overwrite: bool = False) -> dict[str, Any]:
+    """What ``judgegap run`` would do, checked as the run checks it (config, data files, filters,
+    model files, adapters, output directory), with no model loaded and nothing written.
+
+    Why: a long run's mistakes should cost seconds; the run itself validates the same things first,
+    but starts at once when they pass."""
+    datasets, _, _ = load_all(cfg)
+    check_models(cfg)
+    out = Path(cfg.output_dir)
+    if is_locked(out):
+        raise JudgegapError(f"{out} is in use by another judgegap process; wait for it to finish or choose -o DIR")
+    mode = check_output_dir(out, resume, overwrite, json.loads(cfg.model_dump_json()))
+    existing = next((p for p in (out, *out.resolve().parents) if p.exists()), None)
+    if existing is not None and not os.access(existing, os.W_OK):
+        raise JudgegapError(f"output dir is not writable: {out} ({existing} is read-only)")
+    experiments = []
+    for exp in cfg.experiments:
+        cls = EXPERIMENTS.get(exp.name)
+        experiments.append({"name": exp.name, "needs": list(cls.needs(cls.Params.model_validate(exp.params)))})
+    return {"output_dir": str(out), "mode": mode, "datasets": dataset_counts(cfg, datasets),
+            "models": [{"name": m.name, "backend": m.backend, "model": m.model,
+                        "adapter": str(m.adapter) if m.adapter is not None else None} for m in cfg.models],
+            "experiments": experiments}
 
 
 def normalised_config(old: dict[str, Any]) -> dict[str, Any]:
