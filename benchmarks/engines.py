@@ -20,6 +20,13 @@ line per model: ``ratio generate+self-judge / lm-eval generate-only (MODEL): X.X
 answers' time in the interleaved pass, where each answer and its judgement run back to back, so a load
 that changes between the two passes (another job on the machine) does not enter the ratio.
 
+A long comparison in parts (Qwen at 200 items is ~6 hours on 2 cores): with ``--save-dir DIR`` each
+engine's measurement is written to DIR as it finishes (with date, machine and commit), and an engine
+whose measurement for the same model / items / settings is already there is read back instead of
+rerun (``--rerun`` measures again). Each engine always runs alone in its own process, so engines
+measured in different sittings on the same machine kind compare as in one sitting; the table says
+when each was measured.
+
 - ``lm-eval-gguf`` lm-evaluation-harness's own llama.cpp path (``--model gguf``) against llama.cpp's
                HTTP server on the same quantised GGUF (xllamacpp's in-process server listens on
                loopback; same threads), generate only. lm-eval's gguf model sends no max_tokens, so
@@ -122,7 +129,8 @@ def worker(engine: str, model: str, n: int, max_new: int, version: str = "2", th
     return res
 
 
-def lm_eval_worker(model: str, n: int, max_new: int, gguf: bool = False, version: str = "2") -> dict:
+def lm_eval_worker(model: str, n: int, max_new: int, gguf: bool = False, version: str = "2",
+                   batch_sizes: tuple[int, ...] = (1, 8)) -> dict:
     """lm-eval's hf model on the same rendered prompts and weights (the de-quantised GGUF), or with
     ``gguf`` its llama.cpp-server model on the quantised GGUF itself."""
     import tempfile
@@ -149,7 +157,7 @@ def lm_eval_worker(model: str, n: int, max_new: int, gguf: bool = False, version
         model_dir = converted_dir(Path(be.source["path"]), be.source_fp)
         del be
         model_args = {"model": "hf", "model_args": f"pretrained={model_dir},dtype=float32,device=cpu"}
-        sizes = (1, 8)
+        sizes = batch_sizes
     best = None
     out = {"engine": "lm-eval-gguf" if gguf else "lm-eval"}
     for bs in sizes:
@@ -174,6 +182,37 @@ def lm_eval_worker(model: str, n: int, max_new: int, gguf: bool = False, version
     return out
 
 
+def saved_path(args: argparse.Namespace, engine: str) -> Path | None:
+    """Where ``--save-dir`` keeps one engine's measurement: every setting that changes it is in the name
+    (lm-eval's batch sizes only for the lm-eval hf engine, threads only for the llama.cpp ones)."""
+    if args.save_dir is None:
+        return None
+    parts = [args.model, f"n{args.n}", f"judge{args.judge_version}", f"new{args.max_new_tokens}", engine]
+    if engine == "lm-eval":
+        parts.append("bs" + "-".join(args.lm_eval_batch_sizes.split(",")))
+    if engine in ("llamacpp", "lm-eval-gguf") and args.threads:
+        parts.append(f"threads{args.threads}")
+    return args.save_dir / ("_".join(parts) + ".json")
+
+
+def save_measurement(path: Path, result: dict, date: str, argv: list[str]) -> None:
+    """One engine's measurement with what it was measured on, written whole (temp file, then rename)."""
+    import os
+
+    try:
+        commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True,
+                                cwd=Path(__file__).parent).stdout.strip() or None
+    except OSError:
+        commit = None
+    rec = {"date": date, "machine": f"{platform.machine()}, {os.cpu_count()} cores, {platform.platform()}",
+           "commit": commit, "command": "python benchmarks/engines.py " + " ".join(sys.argv[1:]),
+           "worker": " ".join(argv), "result": result}
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(json.dumps(rec, indent=1) + "\n")
+    tmp.replace(path)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--model", default="smollm2-135m-instruct")
@@ -184,32 +223,48 @@ def main() -> None:
                     help="judge template: qa_judge@2 (the runs recorded before 2026-12-02) or @3 (terse judge)")
     ap.add_argument("--threads", type=int, default=0,
                     help="llamacpp threads (default: the backend's, all cores); 1 measures beside another job")
+    ap.add_argument("--lm-eval-batch-sizes", default="1,8",
+                    help="lm-eval hf batch sizes to time (the fastest is used); each is a full generate pass")
+    ap.add_argument("--save-dir", type=Path, default=None,
+                    help="write each engine's measurement here, and read back those already measured")
+    ap.add_argument("--rerun", action="store_true", help="with --save-dir: measure again even if saved")
     ap.add_argument("--worker", default=None, help=argparse.SUPPRESS)
     args = ap.parse_args()
+    sizes = tuple(int(x) for x in args.lm_eval_batch_sizes.split(","))
     if args.worker:
         res = (lm_eval_worker(args.model, args.n, args.max_new_tokens, gguf=args.worker == "lm-eval-gguf",
-                              version=args.judge_version)
+                              version=args.judge_version, batch_sizes=sizes)
                if args.worker.startswith("lm-eval")
                else worker(args.worker, args.model, args.n, args.max_new_tokens, args.judge_version, args.threads or None))
         print("RESULT " + json.dumps(res))
         return
-    results = {}
+    results, measured = {}, {}
     for eng in args.engines.split(","):
-        p = subprocess.run([sys.executable, __file__, "--worker", eng, "--model", args.model, "--n", str(args.n),
-                            "--max-new-tokens", str(args.max_new_tokens), "--judge-version", args.judge_version,
-                            "--threads", str(args.threads)],
-                           capture_output=True, text=True)
+        saved = saved_path(args, eng)
+        if saved is not None and saved.is_file() and not args.rerun:
+            rec = json.loads(saved.read_text())
+            results[eng], measured[eng] = rec["result"], f"{rec['date']} (saved: {saved.name})"
+            continue
+        argv = ["--worker", eng, "--model", args.model, "--n", str(args.n), "--max-new-tokens", str(args.max_new_tokens),
+                "--judge-version", args.judge_version, "--threads", str(args.threads),
+                "--lm-eval-batch-sizes", args.lm_eval_batch_sizes]
+        p = subprocess.run([sys.executable, __file__, *argv], capture_output=True, text=True)
         line = [x for x in p.stdout.splitlines() if x.startswith("RESULT ")]
         if p.returncode != 0 or not line:
             results[eng] = {"error": (p.stderr.strip().splitlines() or ["?"])[-1]}
-        else:
-            results[eng] = json.loads(line[-1][7:])
+            continue
+        results[eng] = json.loads(line[-1][7:])
+        measured[eng] = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
+        if saved is not None:
+            save_measurement(saved, results[eng], measured[eng], argv)
     n = args.n
     print(f"model {args.model}, {n} SQuAD 2.0 items, qa_generate@2 / qa_judge@{args.judge_version}, {args.max_new_tokens} new tokens,"
           f"{f' {args.threads} llamacpp thread(s),' if args.threads else ''} {platform.machine()},"
           f" {__import__('os').cpu_count()} cores")
     print(f"{'engine':12s} {'gen it/s':>9s} {'judge it/s':>10s} {'gen+judge it/s':>14s} {'asym it/s':>9s}"
           f" {'judge/gen':>9s} {'same pass':>9s} {'peak GiB':>8s}")
+    for eng, when in measured.items():
+        print(f"{eng:12s} measured {when}")
     for eng, r in results.items():
         if "error" in r:
             print(f"{eng:12s} error: {r['error']}")
