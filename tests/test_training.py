@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -334,3 +335,45 @@ def test_a_freshly_converted_gguf_names_its_converted_folder_like_a_cached_load(
         warnings.filterwarnings("error", message="Could not find a config file")
         peft_model.save_pretrained(str(tmp_path / "adapter"))
     assert json.loads((tmp_path / "adapter" / "adapter_config.json").read_text())["base_model_name_or_path"] == str(conv)
+
+
+def test_train_dry_run_checks_what_training_checks_and_writes_nothing(tmp_path, data_dir, tiny_model):
+    """``train --dry-run``: the plan (training items and passages, held-out items with the training
+    items and their passages excluded) after every check the training makes, exit 0, no output dir;
+    a bad config is the training's own line."""
+    from judgegap.data import load_dataset
+    from judgegap.training.adapters import passage_hash
+
+    # held out: every SQuAD 2.0 item (n null) less the 400 trained on and every item sharing a passage
+    cfg = _train_cfg(tmp_path, data_dir, tiny_model, train=[{"name": "squad2", "n": 400, "seed": 0}],
+                     eval=[{"name": "squad2", "n": None}, {"name": "drop", "n": 7, "seed": 0}])
+    p = cli_inproc("train", str(_write(tmp_path, cfg)), "--dry-run")
+    assert p.returncode == 0, p.stderr
+    trained = load_dataset("squad2", n=400, seed=0, data_dir=data_dir)
+    passages = {passage_hash(it.context) for it in trained}
+    everything = load_dataset("squad2", n=None, data_dir=data_dir)
+    left = [it for it in everything if passage_hash(it.context) not in passages]
+    assert 0 < len(left) < len(everything) - 400  # same-passage questions go too, not only the 400
+    assert re.search(rf"squad2\s*│\s*400\s*│\s*{len(passages)}\s*│", p.stdout), p.stdout
+    assert re.search(rf"squad2\s*│\s*all\s*│\s*{len(left)}\s*│", p.stdout), p.stdout
+    assert re.search(r"drop\s*│\s*7\s*│\s*7\s*│", p.stdout)
+    assert "12 steps" in p.stdout and "would start a new training" in p.stdout
+    assert not (tmp_path / "tr").exists()
+    # the held-out sample the plan counted is the one the evaluation would draw: none trained on
+    from judgegap.config import parse_config
+    from judgegap.experiments.runner import load_items
+    from judgegap.training.config import parse_train_config
+    from judgegap.training.pipeline import eval_config, split_record, training_items
+
+    tc = parse_train_config(cfg)
+    split = split_record(training_items(tc)[0])
+    run_cfg = parse_config(eval_config(tc, tmp_path / "tr", None))
+    ids, passages = set(split["squad2"]["ids"]), set(split["squad2"]["passages"])
+    held = load_items(run_cfg, run_cfg.datasets[0], {"t": (ids, passages)})[0]
+    assert len(held) == len(left) and not any(it.id in ids or passage_hash(it.context) in passages for it in held)
+    # a bad config: the same one line as the training, nothing written
+    bad = _train_cfg(tmp_path, data_dir, tiny_model, train=[{"name": "squad2", "n": 10 ** 6}])
+    real = cli_inproc("train", str(_write(tmp_path, bad, "bad.yaml")))
+    dry = cli_inproc("train", str(_write(tmp_path, bad, "bad.yaml")), "--dry-run")
+    assert dry.returncode != 0 and dry.stderr.strip().splitlines()[-1] == real.stderr.strip().splitlines()[-1]
+    assert "n=1000000 training items requested" in dry.stderr and not (tmp_path / "tr").exists()

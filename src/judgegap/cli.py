@@ -62,6 +62,36 @@ def print_plan(plan: dict[str, Any]) -> None:
               highlight=False)
 
 
+def print_training_plan(plan: dict[str, Any]) -> None:
+    """``train --dry-run``: what the training would read and write (every check passed)."""
+    sch = plan["schedule"]
+    steps = f"{sch['max_steps']} steps" if sch["max_steps"] else f"{sch['epochs']:g} epoch(s)"
+    out.print(f"{escape(plan['method'])} on {escape(plan['model'])}: {steps}, batch {sch['batch_size']}"
+              f" x {sch['grad_accum']}, lr {sch['learning_rate']:g}, seed {sch['seed']}; "
+              + ("full fine-tuning" if plan["lora"] is None else f"LoRA r {plan['lora']['r']}"), highlight=False)
+    out.print(f"method params: {escape(json.dumps(plan['params']))}", highlight=False)
+    t = Table(title="training items", title_justify="left")
+    for col in ("dataset", "items", "passages"):
+        t.add_column(col)
+    for name, c in plan["train"].items():
+        t.add_row(escape(name), str(c["items"]), str(c["passages"]))
+    out.print(t)
+    if plan["held_out"]:
+        t = Table(title=f"held-out evaluation, base vs tuned ({plan['evaluate_backend']} backend)",
+                  title_justify="left")
+        for col in ("dataset", "requested", "items (none trained on, by id or passage)"):
+            t.add_column(col)
+        for name, c in plan["held_out"].items():
+            t.add_row(escape(name), "all" if c["requested"] is None else str(c["requested"]), str(c["n"]))
+        out.print(t)
+    else:
+        out.print("no evaluation (--no-eval, evaluate.enabled false, or no eval datasets)")
+    action = {"new": "start a new training in", "resume": "resume the training in",
+              "overwrite": "discard and restart the training in"}
+    out.print(f"checks passed: would {action[plan['mode']]} {escape(plan['output_dir'])}/ (dry run: nothing written)",
+              highlight=False)
+
+
 def print_summary(summary: dict[str, Any]) -> None:
     """The headline: can I trust each model's judgement of its own answers? Then the asymmetry."""
     from judgegap.report.headline import headline_rows
@@ -145,17 +175,22 @@ def train(
     output_dir: Optional[Path] = typer.Option(None, "--output-dir", "-o", help="override output_dir"),
     no_eval: bool = typer.Option(False, "--no-eval", help="train only; skip base-vs-tuned on held-out items"),
     include: Optional[list[Path]] = typer.Option(None, "--include", help="a plugin .py file to import first"),
+    dry_run: bool = typer.Option(False, "--dry-run", help="make every check the training makes first, print the"
+                                 " plan (training and held-out items, schedule), load no model and write nothing"),
 ) -> None:
     """Fine-tune a model (LoRA) with a registered method, then compare it with its base on held-out items."""
     from judgegap.plugins import load_file
     from judgegap.training.config import load_train_config
-    from judgegap.training.pipeline import run_training
+    from judgegap.training.pipeline import plan_training, run_training
 
     for k, f in enumerate(include or []):
         load_file(f, f"--include[{k}]")
     cfg = load_train_config(config)
     if output_dir is not None:
         cfg = cfg.model_copy(update={"output_dir": output_dir})
+    if dry_run:
+        print_training_plan(plan_training(cfg, resume=resume, overwrite=overwrite, evaluate=not no_eval))
+        return
     summary = run_training(cfg, resume=resume, overwrite=overwrite, evaluate=not no_eval, console=err)
     tr = summary["training"]
     out.print(f"trained {escape(cfg.method.name)} on {escape(cfg.model.model)}: {tr['steps']} steps,"

@@ -90,27 +90,38 @@ def _check_llamacpp_eval(cfg: TrainConfig) -> None:
         raise ConfigError(str(exc)) from None
 
 
-def _prepare(out: Path, resume: bool, overwrite: bool) -> None:
+def check_output(out: Path, resume: bool, overwrite: bool, split: dict[str, Any]) -> str:
+    """Whether a training may write to ``out``, touching nothing: 'new', 'resume' or 'overwrite'.
+    Shared by the training and ``--dry-run``, so a dry run refuses exactly what the training would."""
     existing = [n for n in OUR_FILES if (out / n).exists()]
     if existing and not (resume or overwrite):
         raise JudgegapError(f"{out} already holds a training run ({', '.join(existing)}); use --resume to continue"
                             " it, --overwrite to replace it, or another -o DIR")
-    if resume and not (out / "split.json").exists():
-        raise JudgegapError(f"--resume: no training run in {out} to continue")
-    if overwrite and not resume:
-        for n in existing:
+    if resume:
+        if not (out / "split.json").exists():
+            raise JudgegapError(f"--resume: no training run in {out} to continue")
+        if json.loads((out / "split.json").read_text()) != split:
+            raise JudgegapError(f"--resume: the training items differ from the run in {out} (config changed?);"
+                                " use --overwrite or another -o DIR")
+        return "resume"
+    return "overwrite" if existing else "new"
+
+
+def _prepare(out: Path, resume: bool, overwrite: bool, split: dict[str, Any]) -> None:
+    if check_output(out, resume, overwrite, split) == "overwrite":
+        for n in OUR_FILES:
             p = out / n
-            shutil.rmtree(p) if p.is_dir() else p.unlink()
+            if p.exists():
+                shutil.rmtree(p) if p.is_dir() else p.unlink()
 
 
-def run_training(cfg: TrainConfig, resume: bool = False, overwrite: bool = False, evaluate: bool = True,
-                 console: Console | None = None) -> dict[str, Any]:
-    from judgegap.backends import CachedBackend, make_backend
-    from judgegap.experiments.progress import make_progress
-    from judgegap.experiments.runner import check_model, environment
-    from judgegap.store.calls import CallCache
+def check_training(cfg: TrainConfig, evaluate: bool = True) -> tuple[TrainConfig, dict[str, list[Any]],
+                                                                     dict[str, list[Any]], dict[str, str], Any, Any]:
+    """Every check ``judgegap train`` makes before it writes anything — training items, the evaluation
+    config, the model files, the method's params against the backend — shared with ``--dry-run``.
+    Returns (config with the device applied, items, pools, metrics, method, params)."""
+    from judgegap.experiments.runner import check_model
 
-    console = console or Console(stderr=True)
     if cfg.device != "auto":
         cfg = cfg.model_copy(update={"model": cfg.model.model_copy(update={"device": cfg.device})})
     items, pools, metrics = training_items(cfg)  # all input checked before anything is written
@@ -121,18 +132,56 @@ def run_training(cfg: TrainConfig, resume: bool = False, overwrite: bool = False
         if cfg.evaluate.backend == "llamacpp":
             _check_llamacpp_eval(cfg)
     check_model(cfg.model, "model")
-    out = Path(cfg.output_dir)
     method = METHODS.get(cfg.method.name)()
     params = method.parse_params(cfg.method.params)
     method.check(params, cfg)
+    return cfg, items, pools, metrics, method, params
+
+
+def plan_training(cfg: TrainConfig, resume: bool = False, overwrite: bool = False,
+                  evaluate: bool = True) -> dict[str, Any]:
+    """What ``judgegap train`` would do, after every check it makes first, with no model loaded and
+    nothing written: training items per dataset, the held-out evaluation items (the training items
+    and their passages excluded, as the evaluation will exclude them), the schedule, the output dir."""
+    from judgegap.config import parse_config
+    from judgegap.experiments.runner import load_items
+    from judgegap.store.rundir import is_locked
+
+    cfg, items, _, _, _, params = check_training(cfg, evaluate)
+    out = Path(cfg.output_dir)
+    if is_locked(out):
+        raise JudgegapError(f"{out} is in use by another judgegap process; wait for it to finish or choose -o DIR")
+    split = split_record(items)
+    mode = check_output(out, resume, overwrite, split)
+    held_out: dict[str, dict[str, Any]] = {}
+    if evaluate and cfg.evaluate.enabled and cfg.eval:
+        run_cfg = parse_config(eval_config(cfg, out, None), "train config (evaluation)")
+        trained = {"this training": ({i for s in split.values() for i in s["ids"]},
+                                     {h for s in split.values() for h in s["passages"]})}
+        for ds in run_cfg.datasets:
+            held_out[ds.name] = {"requested": ds.n, "n": len(load_items(run_cfg, ds, trained)[0])}
+    h = cfg.training
+    return {"output_dir": str(out), "mode": mode, "model": cfg.model.model, "method": cfg.method.name,
+            "params": params.model_dump(mode="json"), "lora": None if cfg.full_finetune else cfg.lora.model_dump(),
+            "train": {d: {"items": len(v), "passages": len(split[d]["passages"])} for d, v in items.items()},
+            "held_out": held_out, "evaluate_backend": cfg.evaluate.backend if held_out else None,
+            "schedule": {"max_steps": h.max_steps, "epochs": h.epochs, "batch_size": h.batch_size,
+                         "grad_accum": h.grad_accum, "learning_rate": h.learning_rate, "seed": cfg.seed}}
+
+
+def run_training(cfg: TrainConfig, resume: bool = False, overwrite: bool = False, evaluate: bool = True,
+                 console: Console | None = None) -> dict[str, Any]:
+    from judgegap.backends import CachedBackend, make_backend
+    from judgegap.experiments.progress import make_progress
+    from judgegap.experiments.runner import environment
+    from judgegap.store.calls import CallCache
+
+    console = console or Console(stderr=True)
+    cfg, items, pools, metrics, method, params = check_training(cfg, evaluate)
+    out = Path(cfg.output_dir)
     with RunLock(out, "train"):
-        _prepare(out, resume, overwrite)
         split = split_record(items)
-        if resume:
-            old = json.loads((out / "split.json").read_text())
-            if old != split:
-                raise JudgegapError(f"--resume: the training items differ from the run in {out} (config changed?);"
-                                    " use --overwrite or another -o DIR")
+        _prepare(out, resume, overwrite, split)
         write_json(out / "split.json", split)
         console.print(f"[dim]loading base model {escape(cfg.model.model)} (hf)...[/dim]")
         calls = CallCache(cfg.call_cache)
