@@ -336,6 +336,9 @@ def test_judge_pairs_command_runs_a_pairwise_config(tmp_path, data_dir):
     d = yaml.safe_load(cfg.read_text())
     d["datasets"] = [{"name": "pandalm", "n": 3}]
     cfg.write_text(yaml.safe_dump(d))
+    p = cli_inproc("judge-pairs", str(cfg), "--dry-run")
+    assert p.returncode == 0 and "would start a new run" in p.stdout, p.stderr
+    assert not (tmp_path / "out").exists()
     p = cli_inproc("judge-pairs", str(cfg))
     assert p.returncode == 0, p.stderr
     assert "pandalm" in json.loads((tmp_path / "out" / "summary.json").read_text())["experiments"]["pairwise"]["datasets"]

@@ -254,10 +254,11 @@ def judge_pairs(
     dataset: Optional[list[str]] = typer.Option(None, "--dataset", help="judge only this set of the config"
                                                 " (repeatable; its saved verdicts come along, the others' stay out)"),
     include: Optional[list[Path]] = typer.Option(None, "--include", help="a plugin .py file to import first"),
+    dry_run: bool = typer.Option(False, "--dry-run", help="check and print the plan as `run --dry-run` does"),
 ) -> None:
     """Judge pairwise sets in both orders and measure agreement with the human labels."""
     _run_requiring("pairwise", config, resume=resume, overwrite=overwrite, output_dir=output_dir, n=n,
-                   data_dir=data_dir, dataset=dataset, include=include)
+                   data_dir=data_dir, dataset=dataset, include=include, dry_run=dry_run)
 
 
 def apply_overrides(cfg: Any, output_dir: Path | None = None, data_dir: Path | None = None,
@@ -294,8 +295,10 @@ def apply_overrides(cfg: Any, output_dir: Path | None = None, data_dir: Path | N
     return parse_config(d, "command line (--n / -o / --data-dir / --dataset)")
 
 
-def _run_requiring(experiment: str, config: Path, include: list[Path] | None = None, **kw: Any) -> None:
-    """``run`` for a command that exists for one experiment (checked before any work)."""
+def _run_requiring(experiment: str, config: Path, include: list[Path] | None = None, dry_run: bool = False,
+                   **kw: Any) -> None:
+    """``run`` for a command that exists for one experiment (checked before any work). Every option of
+    ``run`` is passed explicitly: called as a function, an omitted one would be typer's option object."""
     from judgegap.config import load_config
     from judgegap.plugins import load_file
 
@@ -303,7 +306,7 @@ def _run_requiring(experiment: str, config: Path, include: list[Path] | None = N
         load_file(f, f"--include[{k}]")
     if not any(e.name == experiment for e in load_config(config).experiments):
         raise JudgegapError(f"{config}: this command needs the {experiment} experiment in experiments")
-    run(config, include=None, **kw)
+    run(config, include=None, dry_run=dry_run, **kw)
 
 
 @app.command("attention")
@@ -317,10 +320,11 @@ def attention_cmd(
     dataset: Optional[list[str]] = typer.Option(None, "--dataset", help="run only this dataset of the config"
                                                 " (repeatable)"),
     include: Optional[list[Path]] = typer.Option(None, "--include", help="a plugin .py file to import first"),
+    dry_run: bool = typer.Option(False, "--dry-run", help="check and print the plan as `run --dry-run` does"),
 ) -> None:
     """Attention mass on passage / question / answer in generate vs judge mode, per layer and head."""
     _run_requiring("attention", config, resume=resume, overwrite=overwrite, output_dir=output_dir, n=n,
-                   data_dir=data_dir, dataset=dataset, include=include)
+                   data_dir=data_dir, dataset=dataset, include=include, dry_run=dry_run)
 
 
 @app.command()
