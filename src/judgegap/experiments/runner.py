@@ -26,7 +26,7 @@ from judgegap.experiments.summaries import SUMMARY_SCHEMA_VERSION, RunSummary
 from judgegap.store import Store, jsonout
 from judgegap.store.calls import CallCache
 from judgegap.store.rundir import (LOCK_NAME, RunLock, config_diff, config_hash, foreign_result_files, is_locked,
-                                   record_written, remove_written)
+                                   record_written, refuse_if_locked, remove_written)
 
 
 def environment() -> dict[str, Any]:
@@ -195,8 +195,7 @@ def plan_run(cfg: RunConfig, resume: bool = False, overwrite: bool = False) -> d
     datasets, _, _ = load_all(cfg)
     check_models(cfg)
     out = Path(cfg.output_dir)
-    if is_locked(out):
-        raise JudgegapError(f"{out} is in use by another judgegap process; wait for it to finish or choose -o DIR")
+    refuse_if_locked(out)
     mode = check_output_dir(out, resume, overwrite, json.loads(cfg.model_dump_json()))
     existing = next((p for p in (out, *out.resolve().parents) if p.exists()), None)
     if existing is not None and not os.access(existing, os.W_OK):

@@ -80,10 +80,9 @@ class RunLock:
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
-            holder = os.pread(fd, 200, 0).decode("utf-8", "replace").strip() or "another process"
+            holder = os.pread(fd, 200, 0).decode("utf-8", "replace")
             os.close(fd)
-            raise JudgegapError(f"{self.out} is in use by another judgegap process ({holder}); wait for it to"
-                                " finish or use another -o DIR") from None
+            raise _in_use(self.out, holder) from None
         os.ftruncate(fd, 0)
         os.pwrite(fd, f"pid {os.getpid()}, {self.purpose}".encode(), 0)
         self._fd = fd
@@ -103,6 +102,17 @@ class RunLock:
 
     def __exit__(self, *exc: Any) -> None:
         self.release()
+
+
+def _in_use(out: Path, holder: str) -> JudgegapError:
+    return JudgegapError(f"{out} is in use by another judgegap process ({holder.strip() or 'another process'});"
+                         " wait for it to finish or use another -o DIR")
+
+
+def refuse_if_locked(out: Path) -> None:
+    """:class:`RunLock`'s refusal without taking the lock (the dry runs): the same line, holder named."""
+    if is_locked(out):
+        raise _in_use(Path(out), (Path(out) / LOCK_NAME).read_text(encoding="utf-8", errors="replace")[:200])
 
 
 def is_locked(out: Path) -> bool:

@@ -145,12 +145,11 @@ def plan_training(cfg: TrainConfig, resume: bool = False, overwrite: bool = Fals
     and their passages excluded, as the evaluation will exclude them), the schedule, the output dir."""
     from judgegap.config import parse_config
     from judgegap.experiments.runner import load_items
-    from judgegap.store.rundir import is_locked
+    from judgegap.store.rundir import refuse_if_locked
 
     cfg, items, _, _, _, params = check_training(cfg, evaluate)
     out = Path(cfg.output_dir)
-    if is_locked(out):
-        raise JudgegapError(f"{out} is in use by another judgegap process; wait for it to finish or choose -o DIR")
+    refuse_if_locked(out)
     split = split_record(items)
     mode = check_output(out, resume, overwrite, split)
     held_out: dict[str, dict[str, Any]] = {}
