@@ -149,6 +149,15 @@ def run(
                                  " run would, print the plan, load no model and write nothing"),
 ) -> None:
     """Run the experiments of CONFIG and write store, results.jsonl, summary.json and report.html."""
+    run_command(config, resume=resume, overwrite=overwrite, output_dir=output_dir, n=n, data_dir=data_dir,
+                dataset=dataset, include=include, dry_run=dry_run)
+
+
+def run_command(config: Path | None, resume: bool = False, overwrite: bool = False, output_dir: Path | None = None,
+                n: int | None = None, data_dir: Path | None = None, dataset: list[str] | None = None,
+                include: list[Path] | None = None, dry_run: bool = False) -> None:
+    """``run``'s body with plain defaults: the commands built on ``run`` call this, never the typer
+    command itself, whose omitted options would be typer's (truthy) option objects."""
     from judgegap.config import default_config_path, load_config
     from judgegap.experiments.runner import plan_run, run_config
     from judgegap.plugins import load_file
@@ -295,10 +304,8 @@ def apply_overrides(cfg: Any, output_dir: Path | None = None, data_dir: Path | N
     return parse_config(d, "command line (--n / -o / --data-dir / --dataset)")
 
 
-def _run_requiring(experiment: str, config: Path, include: list[Path] | None = None, dry_run: bool = False,
-                   **kw: Any) -> None:
-    """``run`` for a command that exists for one experiment (checked before any work). Every option of
-    ``run`` is passed explicitly: called as a function, an omitted one would be typer's option object."""
+def _run_requiring(experiment: str, config: Path, include: list[Path] | None = None, **kw: Any) -> None:
+    """``run`` for a command that exists for one experiment (checked before any work)."""
     from judgegap.config import load_config
     from judgegap.plugins import load_file
 
@@ -306,7 +313,7 @@ def _run_requiring(experiment: str, config: Path, include: list[Path] | None = N
         load_file(f, f"--include[{k}]")
     if not any(e.name == experiment for e in load_config(config).experiments):
         raise JudgegapError(f"{config}: this command needs the {experiment} experiment in experiments")
-    run(config, include=None, dry_run=dry_run, **kw)
+    run_command(config, include=None, **kw)
 
 
 @app.command("attention")
