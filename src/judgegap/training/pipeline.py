@@ -57,6 +57,12 @@ def split_record(items: dict[str, list[Any]]) -> dict[str, Any]:
             for ds, its in items.items()}
 
 
+def trained_sets(split: dict[str, Any]) -> tuple[set[str], set[str]]:
+    """(item ids, passage hashes) trained on, over every training dataset: what the adapter's metadata
+    records and what the evaluation (and ``--dry-run``'s held-out count) excludes."""
+    return ({i for s in split.values() for i in s["ids"]}, {h for s in split.values() for h in s["passages"]})
+
+
 def eval_config(cfg: TrainConfig, out: Path, adapter: Path | None) -> dict[str, Any]:
     """An ordinary run config: base and tuned on the held-out evaluation items (``adapter`` None:
     the tuned entry is the base itself, to validate the config before anything is trained)."""
@@ -155,8 +161,7 @@ def plan_training(cfg: TrainConfig, resume: bool = False, overwrite: bool = Fals
     held_out: dict[str, dict[str, Any]] = {}
     if evaluate and cfg.evaluate.enabled and cfg.eval:
         run_cfg = parse_config(eval_config(cfg, out, None), "train config (evaluation)")
-        trained = {"this training": ({i for s in split.values() for i in s["ids"]},
-                                     {h for s in split.values() for h in s["passages"]})}
+        trained = {"this training": trained_sets(split)}
         for ds in run_cfg.datasets:
             held_out[ds.name] = {"requested": ds.n, "n": len(load_items(run_cfg, ds, trained)[0])}
     h = cfg.training
@@ -209,11 +214,11 @@ def run_training(cfg: TrainConfig, resume: bool = False, overwrite: bool = False
                               f" tokens skipped): {describe(examples)['by_source']}")
                 log = train_sft(raw, rows, cfg, out, resume, progress=progress, full=cfg.full_finetune)
         calls.close()
+        trained_ids, trained_passages = trained_sets(split)
         meta = {"base_model": cfg.model.model, "base_weights": raw.source_fp, "method": cfg.method.name,
                 "params": params.model_dump(mode="json"), "seed": cfg.seed,
                 "lora": None if cfg.full_finetune else cfg.lora.model_dump(),
-                "train_ids": sorted({i for s in split.values() for i in s["ids"]}),
-                "train_passages": sorted({h for s in split.values() for h in s["passages"]}),
+                "train_ids": sorted(trained_ids), "train_passages": sorted(trained_passages),
                 "examples": describe(examples), "skipped_too_long": too_long,
                 "judgegap": environment()}
         write_json(out / "adapter" / META_FILE, meta)
