@@ -34,13 +34,15 @@ def random_lora(tmp_path_factory):
     from peft import LoraConfig, get_peft_model
 
     from judgegap.backends.hf import HFBackend
+    from judgegap.training.adapters import dependency_deprecations_quiet
 
     d = tmp_path_factory.mktemp("lora") / "adapter"
     torch.manual_seed(0)
     hf = HFBackend(MODEL)
     base = np.array([hf.score_choices([p], CHOICES)[0] for p in PROMPTS])
-    hf.model = get_peft_model(hf.model, LoraConfig(r=8, lora_alpha=16, target_modules="all-linear",
-                                                   task_type="CAUSAL_LM"))
+    with dependency_deprecations_quiet():  # peft reads transformers' renamed attribute, as in training
+        hf.model = get_peft_model(hf.model, LoraConfig(r=8, lora_alpha=16, target_modules="all-linear",
+                                                       task_type="CAUSAL_LM"))
     with torch.no_grad():
         for n, w in hf.model.named_parameters():
             if "lora_B" in n:

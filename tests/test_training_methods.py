@@ -22,11 +22,14 @@ def test_target_only_loss_equals_transformers_loss_and_gradients(tiny_model):
     from peft import LoraConfig, get_peft_model
     from transformers import AutoModelForCausalLM
 
+    from judgegap.training.adapters import dependency_deprecations_quiet
     from judgegap.training.sft import IGNORE, masked_lm_loss, target_positions
 
     torch.manual_seed(0)
-    model = get_peft_model(AutoModelForCausalLM.from_pretrained(str(tiny_model)),
-                           LoraConfig(r=4, lora_alpha=8, target_modules=["q_proj", "v_proj"], task_type="CAUSAL_LM"))
+    with dependency_deprecations_quiet():  # peft reads transformers' renamed attribute, as in training
+        model = get_peft_model(AutoModelForCausalLM.from_pretrained(str(tiny_model)),
+                               LoraConfig(r=4, lora_alpha=8, target_modules=["q_proj", "v_proj"],
+                                          task_type="CAUSAL_LM"))
     ids = torch.randint(3, 300, (3, 12))
     labels = torch.full_like(ids, IGNORE)
     labels[0, 10:12] = ids[0, 10:12]  # two target tokens (" 10" is two tokens in some tokenizers)
