@@ -25,7 +25,11 @@ engine's measurement is written to DIR as it finishes (with date, machine and co
 whose measurement for the same model / items / settings is already there is read back instead of
 rerun (``--rerun`` measures again). Each engine always runs alone in its own process, so engines
 measured in different sittings on the same machine kind compare as in one sitting; the table says
-when each was measured.
+when each was measured. With ``--shards M`` each engine is measured in M parts of consecutive items
+(same items, same order), each in its own process and saved file, and the part times are added: a
+measurement longer than one sitting (Qwen's ``hf`` at 200 items, ~3 h here) stops and resumes between
+parts. Each part pays its own model load (not in items/s) and, for ``hf``, length-sorts its own batches;
+for lm-eval the per-batch-size times are added over the parts before the faster batch size is chosen.
 
 - ``lm-eval-gguf`` lm-evaluation-harness's own llama.cpp path (``--model gguf``) against llama.cpp's
                HTTP server on the same quantised GGUF (xllamacpp's in-process server listens on
@@ -48,10 +52,35 @@ from pathlib import Path
 ENGINES = ("hf", "llamacpp", "lm-eval", "lm-eval-gguf")
 
 
-def _items(n: int):
+def _items(n: int, shard: tuple[int, int] = (0, 1)):
+    """The same n SQuAD 2.0 items for every engine; ``shard=(k, m)`` keeps the k-th of m consecutive parts."""
     from judgegap.data import load_dataset
 
-    return load_dataset("squad2", n=n, seed=0)
+    items = load_dataset("squad2", n=n, seed=0)
+    k, m = shard
+    return items[k * len(items) // m:(k + 1) * len(items) // m]
+
+
+def combine_shards(parts: list[dict]) -> dict:
+    """One engine's measurement from its parts: times are added, peak memory is the largest part's, prefix
+    reuse is recomputed from the added token counts, and lm-eval's batch size is chosen on the added times
+    (choosing per part would favour lm-eval with the luckier size of each part)."""
+    if len(parts) == 1:
+        return dict(parts[0])
+    out: dict = {"engine": parts[0]["engine"], "shards": len(parts)}
+    for key in parts[0]:
+        if key.endswith("_s"):
+            out[key] = sum(p[key] for p in parts)
+    out["peak_rss_gib"] = max(p["peak_rss_gib"] for p in parts)
+    sizes = [k for k in out if k.startswith("generate_bs")]
+    if sizes:
+        out["generate_s"] = min(out[k] for k in sizes)
+    if all("prompt_tokens_submitted" in p for p in parts):
+        sub = sum(p["prompt_tokens_submitted"] for p in parts)
+        ev = sum(p["prompt_tokens_evaluated"] for p in parts)
+        out.update(prompt_tokens_submitted=sub, prompt_tokens_evaluated=ev,
+                   prefix_reuse=round(1 - ev / sub, 4) if sub else None)
+    return out
 
 
 def _prompts(items, version: str = "2"):
@@ -69,11 +98,12 @@ def _prompts(items, version: str = "2"):
     return gens, judges
 
 
-def worker(engine: str, model: str, n: int, max_new: int, version: str = "2", threads: int | None = None) -> dict:
+def worker(engine: str, model: str, n: int, max_new: int, version: str = "2", threads: int | None = None,
+           shard: tuple[int, int] = (0, 1)) -> dict:
     from judgegap.backends.base import GenRequest
     from judgegap.prompts import JUDGE_CHOICES
 
-    items = _items(n)
+    items = _items(n, shard)
     gens, judges = _prompts(items, version)
     reqs = [GenRequest(p, max_new_tokens=max_new, stop=("\n",)) for p in gens]
     choices = list(JUDGE_CHOICES)
@@ -123,14 +153,16 @@ def worker(engine: str, model: str, n: int, max_new: int, version: str = "2", th
             t_gs += t1 - t0
             self_only += t1 - mid
             t_asym += t2 - t0
+        st = be.stats()
         res.update(generate_s=t_gen, self_judge_s=self_only, generate_self_judge_s=t_gs, asymmetry_s=t_asym,
-                   prefix_reuse=be.stats()["prefix_reuse"])
+                   prefix_reuse=st["prefix_reuse"], prompt_tokens_submitted=st["prompt_tokens_submitted"],
+                   prompt_tokens_evaluated=st["prompt_tokens_evaluated"])
     res["peak_rss_gib"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
     return res
 
 
 def lm_eval_worker(model: str, n: int, max_new: int, gguf: bool = False, version: str = "2",
-                   batch_sizes: tuple[int, ...] = (1, 8)) -> dict:
+                   batch_sizes: tuple[int, ...] = (1, 8), shard: tuple[int, int] = (0, 1)) -> dict:
     """lm-eval's hf model on the same rendered prompts and weights (the de-quantised GGUF), or with
     ``gguf`` its llama.cpp-server model on the quantised GGUF itself."""
     import tempfile
@@ -141,7 +173,7 @@ def lm_eval_worker(model: str, n: int, max_new: int, gguf: bool = False, version
     from judgegap.backends.hf import HFBackend
     from judgegap.backends.models import converted_dir
 
-    items = _items(n)
+    items = _items(n, shard)
     gens, _ = _prompts(items, version)
     server = None
     if gguf:
@@ -182,16 +214,20 @@ def lm_eval_worker(model: str, n: int, max_new: int, gguf: bool = False, version
     return out
 
 
-def saved_path(args: argparse.Namespace, engine: str) -> Path | None:
-    """Where ``--save-dir`` keeps one engine's measurement: every setting that changes it is in the name
-    (lm-eval's batch sizes only for the lm-eval hf engine, threads only for the llama.cpp ones)."""
+def saved_path(args: argparse.Namespace, engine: str, shard: int = 0) -> Path | None:
+    """Where ``--save-dir`` keeps one engine's measurement (or one part of it): every setting that changes
+    it is in the name (the judge template not for lm-eval, which only generates; lm-eval's batch sizes only for the lm-eval hf engine, threads only for the llama.cpp
+    ones, the part only with ``--shards`` > 1)."""
     if args.save_dir is None:
         return None
-    parts = [args.model, f"n{args.n}", f"judge{args.judge_version}", f"new{args.max_new_tokens}", engine]
+    judge = [] if engine.startswith("lm-eval") else [f"judge{args.judge_version}"]  # lm-eval only generates
+    parts = [args.model, f"n{args.n}", *judge, f"new{args.max_new_tokens}", engine]
     if engine == "lm-eval":
         parts.append("bs" + "-".join(args.lm_eval_batch_sizes.split(",")))
     if engine in ("llamacpp", "lm-eval-gguf") and args.threads:
         parts.append(f"threads{args.threads}")
+    if args.shards > 1:
+        parts.append(f"part{shard + 1}of{args.shards}")
     return args.save_dir / ("_".join(parts) + ".json")
 
 
@@ -228,35 +264,54 @@ def main() -> None:
     ap.add_argument("--save-dir", type=Path, default=None,
                     help="write each engine's measurement here, and read back those already measured")
     ap.add_argument("--rerun", action="store_true", help="with --save-dir: measure again even if saved")
+    ap.add_argument("--shards", type=int, default=1,
+                    help="measure each engine in this many parts of consecutive items, each its own process "
+                         "(with --save-dir a stopped measurement resumes at the first part not saved)")
     ap.add_argument("--worker", default=None, help=argparse.SUPPRESS)
+    ap.add_argument("--shard", type=int, default=0, help=argparse.SUPPRESS)
     args = ap.parse_args()
+    if not 1 <= args.shards <= args.n:
+        ap.error(f"--shards {args.shards}: must be between 1 and --n ({args.n})")
     sizes = tuple(int(x) for x in args.lm_eval_batch_sizes.split(","))
     if args.worker:
+        shard = (args.shard, args.shards)
         res = (lm_eval_worker(args.model, args.n, args.max_new_tokens, gguf=args.worker == "lm-eval-gguf",
-                              version=args.judge_version, batch_sizes=sizes)
+                              version=args.judge_version, batch_sizes=sizes, shard=shard)
                if args.worker.startswith("lm-eval")
-               else worker(args.worker, args.model, args.n, args.max_new_tokens, args.judge_version, args.threads or None))
+               else worker(args.worker, args.model, args.n, args.max_new_tokens, args.judge_version, args.threads or None,
+                           shard=shard))
         print("RESULT " + json.dumps(res))
         return
     results, measured = {}, {}
     for eng in args.engines.split(","):
-        saved = saved_path(args, eng)
-        if saved is not None and saved.is_file() and not args.rerun:
-            rec = json.loads(saved.read_text())
-            results[eng], measured[eng] = rec["result"], f"{rec['date']} (saved: {saved.name})"
+        parts, whens = [], []
+        for k in range(args.shards):
+            saved = saved_path(args, eng, k)
+            if saved is not None and saved.is_file() and not args.rerun:
+                rec = json.loads(saved.read_text())
+                parts.append(rec["result"])
+                whens.append(f"{rec['date']} (saved: {saved.name})")
+                continue
+            argv = ["--worker", eng, "--model", args.model, "--n", str(args.n), "--max-new-tokens", str(args.max_new_tokens),
+                    "--judge-version", args.judge_version, "--threads", str(args.threads),
+                    "--lm-eval-batch-sizes", args.lm_eval_batch_sizes, "--shards", str(args.shards), "--shard", str(k)]
+            if args.shards > 1:
+                print(f"{eng}: part {k + 1} of {args.shards} started {time.strftime('%H:%M UTC', time.gmtime())}",
+                      flush=True)
+            p = subprocess.run([sys.executable, __file__, *argv], capture_output=True, text=True)
+            line = [x for x in p.stdout.splitlines() if x.startswith("RESULT ")]
+            if p.returncode != 0 or not line:
+                parts = [{"error": (p.stderr.strip().splitlines() or ["?"])[-1]}]
+                break
+            parts.append(json.loads(line[-1][7:]))
+            whens.append(time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()))
+            if saved is not None:
+                save_measurement(saved, parts[-1], whens[-1], argv)
+        if "error" in parts[0]:
+            results[eng] = parts[0]
             continue
-        argv = ["--worker", eng, "--model", args.model, "--n", str(args.n), "--max-new-tokens", str(args.max_new_tokens),
-                "--judge-version", args.judge_version, "--threads", str(args.threads),
-                "--lm-eval-batch-sizes", args.lm_eval_batch_sizes]
-        p = subprocess.run([sys.executable, __file__, *argv], capture_output=True, text=True)
-        line = [x for x in p.stdout.splitlines() if x.startswith("RESULT ")]
-        if p.returncode != 0 or not line:
-            results[eng] = {"error": (p.stderr.strip().splitlines() or ["?"])[-1]}
-            continue
-        results[eng] = json.loads(line[-1][7:])
-        measured[eng] = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
-        if saved is not None:
-            save_measurement(saved, results[eng], measured[eng], argv)
+        results[eng] = combine_shards(parts)
+        measured[eng] = whens[0] if len(whens) == 1 else f"in {len(whens)} parts: " + "; ".join(whens)
     n = args.n
     print(f"model {args.model}, {n} SQuAD 2.0 items, qa_generate@2 / qa_judge@{args.judge_version}, {args.max_new_tokens} new tokens,"
           f"{f' {args.threads} llamacpp thread(s),' if args.threads else ''} {platform.machine()},"
