@@ -183,6 +183,30 @@ def test_kill_9_then_resume_through_llamacpp(tmp_path, data_dir):
     assert s["run"]["backends"]["m"]["engine"].startswith("llama.cpp")
 
 
+def test_resume_on_more_threads_is_the_same_run_and_repeats_no_call(tmp_path, data_dir):
+    """Before: a run stopped with n_threads 1 (beside another job) could not be resumed with n_threads 2
+    on a quiet machine ('the config changed ... models[0].n_threads: 1 -> 2'), although threads are not
+    in llama.cpp's call fingerprint and every call would have come from the cache."""
+    from tests.conftest import count_calls
+
+    _write_llamacpp_run(tmp_path, data_dir, n=2)
+    cfg = yaml.safe_load((tmp_path / "c.yaml").read_text())
+    cfg["models"][0]["n_threads"] = 1
+    (tmp_path / "c.yaml").write_text(yaml.safe_dump(cfg))
+    assert cli_inproc("run", str(tmp_path / "c.yaml")).returncode == 0
+    db = call_cache_file()
+    calls = count_calls(db)
+    cfg["models"][0]["n_threads"] = 2
+    (tmp_path / "c.yaml").write_text(yaml.safe_dump(cfg))
+    p = cli_inproc("run", str(tmp_path / "c.yaml"), "--resume")
+    assert p.returncode == 0, p.stderr
+    assert count_calls(db) == calls
+    cfg["models"][0]["generation"]["max_new_tokens"] = 5  # what the model computes still counts as a change
+    (tmp_path / "c.yaml").write_text(yaml.safe_dump(cfg))
+    p = cli_inproc("run", str(tmp_path / "c.yaml"), "--resume")
+    assert p.returncode != 0 and "models[0].generation.max_new_tokens: 4 -> 5" in p.stderr
+
+
 def test_openai_backend_against_the_real_llama_cpp_server(lcpp, items):
     """The same llama.cpp engine over HTTP (xllamacpp's server listens on loopback): Yes/No verdicts
     from its top log-probs agree with the in-process exact scores; the 1-10 self-score scale cannot

@@ -28,9 +28,19 @@ RESULT_FILES = ("results.jsonl", "summary.json", "report.html")
 IGNORED_FOR_HASH = ("output_dir", "call_cache")  # where things are written never changes results
 
 
+# how a model is driven, never what it computes: llama.cpp's threads split rows, not sums (and are not in
+# its call fingerprint either), a server's concurrency / timeout / retries only pace the same requests.
+# A run stopped on one machine resumes on one with more cores, or with a patient server, as the same run.
+EXECUTION_ONLY_MODEL_FIELDS = ("n_threads", "concurrency", "timeout_s", "max_retries", "api_key_env")
+
+
 def result_config(config: dict[str, Any]) -> dict[str, Any]:
-    """The part of a config that can change results (what the hash covers)."""
-    return {k: v for k, v in config.items() if k not in IGNORED_FOR_HASH}
+    """The part of a config that can change results (what the hash and ``--resume``'s check cover)."""
+    out = {k: v for k, v in config.items() if k not in IGNORED_FOR_HASH}
+    if isinstance(out.get("models"), list):
+        out["models"] = [{k: v for k, v in m.items() if k not in EXECUTION_ONLY_MODEL_FIELDS}
+                         if isinstance(m, dict) else m for m in out["models"]]
+    return out
 
 
 def config_hash(config: dict[str, Any]) -> str:
