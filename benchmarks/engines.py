@@ -72,6 +72,9 @@ def combine_shards(parts: list[dict]) -> dict:
         if key.endswith("_s"):
             out[key] = sum(p[key] for p in parts)
     out["peak_rss_gib"] = max(p["peak_rss_gib"] for p in parts)
+    for key, v in parts[0].items():  # what the parts ran on (the llama.cpp build), where all parts agree
+        if isinstance(v, str) and key != "engine" and all(p.get(key) == v for p in parts):
+            out[key] = v
     sizes = [k for k in out if k.startswith("generate_bs")]
     if sizes:
         out["generate_s"] = min(out[k] for k in sizes)
@@ -157,6 +160,10 @@ def worker(engine: str, model: str, n: int, max_new: int, version: str = "2", th
         res.update(generate_s=t_gen, self_judge_s=self_only, generate_self_judge_s=t_gs, asymmetry_s=t_asym,
                    prefix_reuse=st["prefix_reuse"], prompt_tokens_submitted=st["prompt_tokens_submitted"],
                    prompt_tokens_evaluated=st["prompt_tokens_evaluated"])
+    if engine == "llamacpp":  # which CPU kernels the installed build has (a prebuilt wheel vs a native build)
+        import xllamacpp
+
+        res["llama_cpp_build"] = f"xllamacpp {xllamacpp.__version__}: {xllamacpp.get_system_info().strip()}"
     res["peak_rss_gib"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
     return res
 
@@ -221,20 +228,40 @@ def lm_eval_worker(model: str, n: int, max_new: int, gguf: bool = False, version
     return out
 
 
-def saved_path(args: argparse.Namespace, engine: str, shard: int = 0) -> Path | None:
+def complete_saved_set(args: argparse.Namespace, engine: str) -> list[Path] | None:
+    """An engine's measurement already saved whole, in however many parts it was measured (a read-back
+    of engines measured with different ``--shards`` prints them side by side), or None."""
+    if args.save_dir is None or args.rerun:
+        return None
+    whole = saved_path(args, engine, parts=1)
+    if whole.is_file():
+        return [whole]
+    by_count: dict[int, set[int]] = {}
+    for f in args.save_dir.glob(whole.stem + "_part*of*.json"):
+        k, _, m = f.stem.rsplit("_part", 1)[1].partition("of")
+        if k.isdigit() and m.isdigit():
+            by_count.setdefault(int(m), set()).add(int(k))
+    for m in sorted(by_count):
+        if by_count[m] == set(range(1, m + 1)):
+            return [saved_path(args, engine, k, parts=m) for k in range(m)]
+    return None
+
+
+def saved_path(args: argparse.Namespace, engine: str, shard: int = 0, parts: int | None = None) -> Path | None:
     """Where ``--save-dir`` keeps one engine's measurement (or one part of it): every setting that changes
-    it is in the name (the judge template not for lm-eval, which only generates; lm-eval's batch sizes only for the lm-eval hf engine, threads only for the llama.cpp
-    ones, the part only with ``--shards`` > 1)."""
+    it is in the name (the judge template not for lm-eval, which only generates; lm-eval's batch sizes only
+    for the lm-eval hf engine, threads only for the llama.cpp ones, the part only when measured in parts)."""
     if args.save_dir is None:
         return None
+    n_parts = args.shards if parts is None else parts
     judge = [] if engine.startswith("lm-eval") else [f"judge{args.judge_version}"]  # lm-eval only generates
     parts = [args.model, f"n{args.n}", *judge, f"new{args.max_new_tokens}", engine]
     if engine == "lm-eval":
         parts.append("bs" + "-".join(args.lm_eval_batch_sizes.split(",")))
     if engine in ("llamacpp", "lm-eval-gguf") and args.threads:
         parts.append(f"threads{args.threads}")
-    if args.shards > 1:
-        parts.append(f"part{shard + 1}of{args.shards}")
+    if n_parts > 1:
+        parts.append(f"part{shard + 1}of{n_parts}")
     return args.save_dir / ("_".join(parts) + ".json")
 
 
@@ -292,7 +319,12 @@ def main() -> None:
     results, measured = {}, {}
     for eng in args.engines.split(","):
         parts, whens = [], []
-        for k in range(args.shards):
+        done = complete_saved_set(args, eng)
+        for f in done or []:
+            rec = json.loads(f.read_text())
+            parts.append(rec["result"])
+            whens.append(f"{rec['date']} (saved: {f.name})")
+        for k in range(0 if done else args.shards):
             saved = saved_path(args, eng, k)
             if saved is not None and saved.is_file() and not args.rerun:
                 rec = json.loads(saved.read_text())
@@ -341,6 +373,9 @@ def main() -> None:
         same = (r["self_judge_s"] / (r["generate_self_judge_s"] - r["self_judge_s"])
                 if r.get("self_judge_s") and eng == "llamacpp" else float("nan"))
         print(f"{eng:12s} {g:9.3f} {j:10.3f} {gj:14.3f} {a:9.3f} {over:9.2f} {same:9.2f} {r['peak_rss_gib']:8.2f}")
+    for eng, r in results.items():
+        if r.get("llama_cpp_build"):
+            print(f"{eng:12s} {r['llama_cpp_build']}")
     print("RESULTS " + json.dumps(results))
     lm = results.get("lm-eval", {})
     for eng in ("llamacpp", "hf"):

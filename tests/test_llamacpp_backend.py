@@ -183,6 +183,31 @@ def test_kill_9_then_resume_through_llamacpp(tmp_path, data_dir):
     assert s["run"]["backends"]["m"]["engine"].startswith("llama.cpp")
 
 
+PREBUILT = "CPU : SSE3 = 1 | SSSE3 = 1 | AVX = 1 | AVX2 = 1 | F16C = 1 | FMA = 1 | BMI2 = 1 | LLAMAFILE = 1 | OPENMP = 1 | REPACK = 1 | "
+NATIVE = ("CPU : SSE3 = 1 | SSSE3 = 1 | AVX = 1 | AVX_VNNI = 1 | AVX2 = 1 | F16C = 1 | FMA = 1 | BMI2 = 1 | AVX512 = 1 |"
+          " AVX512_VBMI = 1 | AVX512_VNNI = 1 | AVX512_BF16 = 1 | LLAMAFILE = 1 | OPENMP = 1 | REPACK = 1 | ")
+
+
+def test_kernels_this_cpu_could_run_but_the_build_lacks():
+    """The two builds measured on 2026-12-05 (xllamacpp's prebuilt wheel, and one built for an AVX-512 CPU)."""
+    from judgegap.backends.llamacpp import cpu_kernels
+
+    avx512_cpu = {"avx2", "fma", "avx_vnni", "avx512f", "avx512vbmi", "avx512_vnni", "avx512_bf16", "amx_int8"}
+    built, unused = cpu_kernels(PREBUILT, avx512_cpu)
+    assert "AVX2" in built and "AVX512" not in built
+    assert unused == ["AVX_VNNI", "AVX512", "AVX512_VBMI", "AVX512_VNNI", "AVX512_BF16"]  # never AMX
+    assert cpu_kernels(NATIVE, avx512_cpu)[1] == []
+    assert cpu_kernels(PREBUILT, {"avx2", "fma"})[1] == []  # an AVX2-only CPU: nothing left unused
+
+
+def test_the_run_records_the_kernels_the_build_used(lcpp):
+    import xllamacpp
+
+    st = lcpp.stats()
+    assert st["cpu_kernels"] and all(f"{k} = 1" in xllamacpp.get_system_info() for k in st["cpu_kernels"])
+    assert (lcpp.load_note is not None) == bool(st["cpu_kernels_unused"])
+
+
 def test_resume_on_more_threads_is_the_same_run_and_repeats_no_call(tmp_path, data_dir):
     """Before: a run stopped with n_threads 1 (beside another job) could not be resumed with n_threads 2
     on a quiet machine ('the config changed ... models[0].n_threads: 1 -> 2'), although threads are not

@@ -96,6 +96,7 @@ class Backend(ABC):
 
     backend_name: str = "base"
     capabilities: Capabilities = Capabilities()
+    load_note: str | None = None  # one line the run prints after loading (e.g. faster kernels left unused)
 
     @staticmethod
     def memo(method: str, request: dict[str, Any], fn: Any) -> Any:

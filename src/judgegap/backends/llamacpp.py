@@ -92,6 +92,33 @@ def supported_architectures() -> set[str]:
     return {str(v) for v in gguf.MODEL_ARCH_NAMES.values()}
 
 
+# llama.cpp's name for a kernel family -> the /proc/cpuinfo flag of a CPU that can run it. AMX is left
+# out on purpose: a build with it crashed here (a VM that lists amx_int8 but faults on ldtilecfg).
+_KERNEL_FLAGS = {"AVX2": "avx2", "FMA": "fma", "AVX_VNNI": "avx_vnni", "AVX512": "avx512f",
+                 "AVX512_VBMI": "avx512vbmi", "AVX512_VNNI": "avx512_vnni", "AVX512_BF16": "avx512_bf16"}
+
+
+def cpu_kernels(system_info: str, cpu_flags: set[str]) -> tuple[list[str], list[str]]:
+    """(kernel families the installed llama.cpp build has, those this CPU could run but the build lacks).
+
+    Why: the prebuilt xllamacpp wheel is built for AVX2; on an AVX-512 CPU a build for the CPU ran
+    Qwen2.5-Coder-1.5B ~1.7x faster (benchmarks/RESULTS.md), so a run records which kernels it used
+    and says when faster ones were left on the table."""
+    built = [name.strip() for part in system_info.split("|") if "=" in part
+             for name, val in [part.split(":")[-1].split("=", 1)] if val.strip() == "1"]
+    unused = [k for k, flag in _KERNEL_FLAGS.items() if flag in cpu_flags and k not in built]
+    return built, unused
+
+
+def _cpu_flags() -> set[str]:
+    try:
+        text = Path("/proc/cpuinfo").read_text()
+    except OSError:  # not Linux: nothing to compare against
+        return set()
+    line = next((x for x in text.splitlines() if x.startswith("flags")), "")
+    return set(line.split(":", 1)[-1].split())
+
+
 @BACKENDS.register("llamacpp")
 class LlamaCppBackend(Backend):
     backend_name = "llamacpp"
@@ -153,6 +180,10 @@ class LlamaCppBackend(Backend):
         except Exception as exc:  # noqa: BLE001
             raise BackendError(f"llama.cpp cannot load {self.path}: {type(exc).__name__}: {str(exc)[:160]}") from None
         self.load_seconds = time.perf_counter() - t0
+        self.kernels, self.kernels_unused = cpu_kernels(xl.get_system_info(), _cpu_flags())
+        if self.kernels_unused and not n_gpu_layers:
+            self.load_note = (f"llama.cpp: this CPU has {', '.join(self.kernels_unused)}, which the installed build"
+                              " does not use; a build for this CPU is faster (README: 'llama.cpp built for this CPU')")
         self.n_vocab = len(self.tok)
         self.tokens_submitted = 0
         self.tokens_evaluated = 0
@@ -187,7 +218,8 @@ class LlamaCppBackend(Backend):
                 "requests": self.requests, "prompt_tokens_submitted": sub,
                 "prompt_tokens_evaluated": self.tokens_evaluated,
                 "prefix_reuse": round(1 - self.tokens_evaluated / sub, 4) if sub else None,
-                "wide_asks": self.wide_asks, "full_vocabulary_asks": self.full_vocab_asks}
+                "wide_asks": self.wide_asks, "full_vocabulary_asks": self.full_vocab_asks,
+                "cpu_kernels": self.kernels, "cpu_kernels_unused": self.kernels_unused}
 
     # -- prompts --------------------------------------------------------------------------
     def render(self, prompt: ChatPrompt) -> str:
