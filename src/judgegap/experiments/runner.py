@@ -309,8 +309,9 @@ def _run_locked(cfg: RunConfig, out: Path, config_dict: dict[str, Any], datasets
             t0 = time.perf_counter()
             backends[name] = CachedBackend(make_backend(mc), calls, label=name)
             console.print(f"[dim]loaded {escape(name)} in {time.perf_counter() - t0:.1f}s[/dim]")
-            if backends[name].backend.load_note:
-                console.print(f"[yellow]{escape(backends[name].backend.load_note)}[/yellow]")
+            note = getattr(backends[name].backend, "load_note", None)  # plugins need not subclass Backend
+            if note:
+                console.print(f"[yellow]{escape(note)}[/yellow]")
         return backends[name]
 
     t_start = time.perf_counter()
