@@ -320,16 +320,18 @@ def main() -> None:
     for eng in args.engines.split(","):
         parts, whens = [], []
         done = complete_saved_set(args, eng)
-        for f in done or []:
+
+        def read_back(f: Path) -> None:
             rec = json.loads(f.read_text())
             parts.append(rec["result"])
             whens.append(f"{rec['date']} (saved: {f.name})")
+
+        for f in done or []:
+            read_back(f)
         for k in range(0 if done else args.shards):
             saved = saved_path(args, eng, k)
             if saved is not None and saved.is_file() and not args.rerun:
-                rec = json.loads(saved.read_text())
-                parts.append(rec["result"])
-                whens.append(f"{rec['date']} (saved: {saved.name})")
+                read_back(saved)
                 continue
             argv = ["--worker", eng, "--model", args.model, "--n", str(args.n), "--max-new-tokens", str(args.max_new_tokens),
                     "--judge-version", args.judge_version, "--threads", str(args.threads),
