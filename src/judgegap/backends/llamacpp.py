@@ -12,6 +12,9 @@ Design notes
   probabilities of the top ``n_probs`` tokens; a needed token outside that list is asked for
   again with ``n_probs`` = the vocabulary size (rare, counted in ``stats``), so no choice is
   ever read from a prefix or guessed. " 10" = " 1" + "0" costs one extra single-token step.
+  A position whose greedy token is a lone UTF-8 byte (SmolLM2's "ě") gets no probabilities from
+  the server, which holds such a token back; it is asked again with byte tokens banned from
+  sampling, which leaves the reported (raw-logit) probabilities unchanged (``_top``).
 - Prefix reuse: the server keeps the last prompt's KV cache and reuses the longest common
   prefix, so the calls of one item run back to back. Tokens submitted vs actually evaluated are
   counted (``stats``). llama.cpp is deterministic for a given call order but not
@@ -189,6 +192,8 @@ class LlamaCppBackend(Backend):
         self.tokens_evaluated = 0
         self.full_vocab_asks = 0
         self.wide_asks = 0
+        self.partial_utf8_retries = 0
+        self._partial_ids: list[int] | None = None
         self.requests = 0
 
     def _adapter(self, adapter: str | Path | None, model: str) -> tuple[Path | None, str | None, Path | None]:
@@ -219,6 +224,7 @@ class LlamaCppBackend(Backend):
                 "prompt_tokens_evaluated": self.tokens_evaluated,
                 "prefix_reuse": round(1 - self.tokens_evaluated / sub, 4) if sub else None,
                 "wide_asks": self.wide_asks, "full_vocabulary_asks": self.full_vocab_asks,
+                "partial_utf8_retries": self.partial_utf8_retries,
                 "cpu_kernels": self.kernels, "cpu_kernels_unused": self.kernels_unused}
 
     # -- prompts --------------------------------------------------------------------------
@@ -268,9 +274,29 @@ class LlamaCppBackend(Backend):
         self.tokens_evaluated += int(timings.get("prompt_n") or 0)
         return res
 
-    def _top(self, ids: list[int], n: int) -> dict[int, float]:
-        res = self._call({"prompt": ids, "max_tokens": 1, "n_probs": n, "temperature": 0.0})
+    def _partial_utf8_ids(self) -> list[int]:
+        """Token ids whose text alone is not complete UTF-8 (byte tokens), found once on first need."""
+        if self._partial_ids is None:
+            self._partial_ids = [i for i in range(self.n_vocab) if "\ufffd" in self.tok.decode([i])]
+        return self._partial_ids
+
+    def _top(self, ids: list[int], n: int, *, ban_partial_utf8: bool = False) -> dict[int, float]:
+        """log-probabilities of the top ``n`` next tokens after ``ids``, from the full softmax.
+
+        llama.cpp's server holds back a sampled token whose text is an incomplete UTF-8 sequence
+        and, with one token to generate, then returns no probabilities. Such a position is asked
+        again with those byte tokens banned from *sampling* (``logit_bias``): the probabilities it
+        reports come from the raw logits, so they are the same numbers (tested), the banned greedy
+        token included. Asking for two tokens instead could return the next position's list.
+        """
+        body: dict[str, Any] = {"prompt": ids, "max_tokens": 1, "n_probs": n, "temperature": 0.0}
+        if ban_partial_utf8:
+            body["logit_bias"] = [[t, False] for t in self._partial_utf8_ids()]
+        res = self._call(body)
         content = ((res["choices"][0].get("logprobs") or {}).get("content")) or []
+        if not content and not ban_partial_utf8:
+            self.partial_utf8_retries += 1
+            return self._top(ids, n, ban_partial_utf8=True)
         if not content:
             raise BackendError("llama.cpp returned no token probabilities")
         return {int(t["id"]): float(t["logprob"]) for t in content[0].get("top_logprobs", [])}
