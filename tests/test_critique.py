@@ -192,6 +192,43 @@ def test_item_major_order_makes_exactly_the_batched_requests(tmp_path, data_dir)
     assert item_keys == model_keys
 
 
+def test_prefix_cache_backends_get_each_items_calls_of_every_protocol_and_round_back_to_back(tmp_path, data_dir):
+    """On backends that keep the last prompt's KV state (llamacpp), an item's calls for every protocol
+    and every round come back to back, so each model reads the item's passage once, not once per round
+    and protocol. Same calls and numbers as the batched order.
+    Before: the item-by-item pass ran round by round and protocol by protocol, so a model met each item
+    again after every other item had passed (a ~1,300-token HotpotQA passage re-read 3 x 4 times)."""
+    from tests.test_run_dir import _calls_in_order
+
+    runs = {}
+    for cached in (True, False):
+        models = [{"name": n, "backend": "scripted", "model": b, "script": {"prefix_cache": cached}}
+                  for n, b in (("a", "span"), ("b", "copy"))]
+        cfg = _cfg(tmp_path / str(cached), data_dir, {"protocols": ["self-revise", "cross-critique", "debate",
+                                                                    "same-model-debate"], "rounds": 2, "copies": 2},
+                   models=models, n=4, call_cache=str(tmp_path / f"calls-{cached}.sqlite"))
+        cfgp = tmp_path / f"c{cached}.yaml"
+        cfgp.write_text(yaml.safe_dump(cfg))
+        p = cli_inproc("run", str(cfgp))
+        assert p.returncode == 0, p.stderr
+        with sqlite3.connect(tmp_path / f"calls-{cached}.sqlite") as c:
+            owner = [m for (m,) in c.execute("SELECT model FROM calls ORDER BY rowid")]
+        calls = _calls_in_order(tmp_path / f"calls-{cached}.sqlite")
+        summ = json.loads((tmp_path / str(cached) / "out" / "summary.json").read_text())["experiments"]
+        runs[cached] = ({m: [q for (_, q, _), mm in zip(calls, owner) if mm == m] for m in ("a", "b")}, summ)
+    (item_major, s_item), (batched, s_batched) = runs[True], runs[False]
+    assert s_item == s_batched
+
+    def passages_read(questions: list[str]) -> int:
+        """How often the model switched to another item: each switch re-reads a passage."""
+        return len([q for k, q in enumerate(questions) if k == 0 or q != questions[k - 1]])
+
+    for m in ("a", "b"):
+        assert sorted(item_major[m]) == sorted(batched[m]) and len(item_major[m]) > 4 * 10
+        assert passages_read(item_major[m]) == len(set(item_major[m])) == 4, (m, item_major[m])
+        assert passages_read(batched[m]) > 4 * 3  # batched: every phase of every round walks all items
+
+
 def test_seed004_claims_read_from_the_other_experiments_summaries():
     from judgegap.experiments.critique_summary import seed004_claims
 

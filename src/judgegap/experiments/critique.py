@@ -62,8 +62,8 @@ class CritiqueParams(BaseModel):
     f1_threshold: float = Field(default=0.5, gt=0.0, le=1.0)
     max_items: int | None = Field(default=None, ge=1)
     order: Literal["auto", "model", "item"] = Field(
-        default="auto", description="call order: 'item' makes each item's review, revision and confidence calls"
-        " back to back (the passage's KV prefix is reused); 'model' batches each phase; 'auto' = item where every"
+        default="auto", description="call order: 'item' makes each item's calls (every protocol and round) back"
+        " to back first (the passage's KV prefix is reused); 'model' batches each phase; 'auto' = item where every"
         " backend of the group keeps a prefix cache (llamacpp)")
 
     @field_validator("protocols")
@@ -134,9 +134,11 @@ class Critique(ExperimentBase):
         calling = all_judges(ctx.config)
         for ds, items in ctx.datasets_of_kind("qa").items():
             items = items[: p.max_items] if p.max_items else items
-            for proto, groups in _groups(p, calling).items():
-                for g in groups:
-                    _Rounds(ctx, p, ds, items, proto, g).run()
+            tracks = [_Rounds(ctx, p, ds, items, proto, g) for proto, groups in _groups(p, calling).items()
+                      for g in groups]
+            _item_by_item(ctx, ds, [t for t in tracks if t.item_major()], len(items))
+            for t in tracks:
+                t.run()
 
     def summarize(self, store: Store, config: dict[str, Any], params: dict[str, Any]) -> dict[str, Any]:
         from judgegap.experiments.critique_summary import summarize_turns
@@ -146,14 +148,33 @@ class Critique(ExperimentBase):
                                bootstrap_settings(config), p.f1_threshold)
 
 
+def _item_by_item(ctx: RunContext, ds: str, tracks: list[_Rounds], n: int) -> None:
+    """Every track's calls for one item -- all protocols, groups and rounds -- back to back, item after item.
+
+    Why: every critique prompt opens with the item's passage (the version-2 templates), and a backend
+    that keeps the last prompt's KV state evaluates a shared prefix once. Done round by round, each
+    model re-read a ~1,300-token HotpotQA passage once per round and protocol; done item by item it
+    reads it once per item (measured in benchmarks/RESULTS.md). Same requests, other order: the
+    batched pass that follows finds them all in the call cache, and a resumed run repeats none."""
+    if not tracks or n == 0:
+        return
+    prog = ctx.progress
+    protos = ", ".join(dict.fromkeys(t.proto for t in tracks))
+    task = prog.add_task(f"{ds} · critique · item by item ({protos})", total=n) if prog is not None else None
+    for k in range(n):
+        for t in tracks:
+            t.prepass_item(k)
+        if task is not None:
+            prog.advance(task, 1)
+
+
 class _Rounds:
     """One protocol on one group of agents over one dataset's items: round 0, then R rounds.
 
     Each round's requests are built per item (``ks``: item indices), so the same requests can be
     made item by item or batched. With backends that keep the last prompt's KV state (llamacpp),
-    a prepass makes each item's calls back to back -- its review, revision and confidence prompts
-    share the passage prefix, so the passage is evaluated once per model per item and round instead
-    of once per prompt -- and the batched main pass then finds every call in the cache."""
+    ``_item_by_item`` first makes each item's calls back to back (``prepass_item``), and the batched
+    main pass then finds every call in the cache."""
 
     def __init__(self, ctx: RunContext, p: CritiqueParams, ds: str, items: list[Any], proto: str, g: Group):
         self.ctx, self.p, self.ds, self.items, self.proto, self.g = ctx, p, ds, items, proto, g
@@ -164,6 +185,7 @@ class _Rounds:
         self.t = {k: PROMPTS.get(getattr(p, f"{k}_template")) for k in ("generate", "judge", "critique",
                                                                             "revise", "debate")}
         self.quiet = False  # inside the item-major prepass: no per-phase progress bars
+        self._pre: dict[str, list[str]] | None = None  # the prepass's answers so far (agent -> per item)
 
     def _label(self, agent: Agent, what: str, r: int) -> str:
         return f"{self.ds} · {self.proto} · {agent.name} · round {r} · {what}"
@@ -242,24 +264,27 @@ class _Rounds:
             reqs.append(GenRequest(prompt, **self._decoding(agent, r)))
         return self._gen(agent.model, reqs, self._label(agent, "answer", r))
 
-    def _prepass(self, r: int, current: dict[str, list[str]]) -> None:
-        """Round r's calls item by item (each item's prompts back to back on one backend), so the
-        main pass finds them all in the call cache. Same requests, other order."""
-        prog = self.ctx.progress
-        task = prog.add_task(f"{self.ds} · {self.proto} · {self.g.name} · round {r} (item by item)",
-                             total=len(self.items)) if prog is not None else None
+    def prepass_item(self, k: int) -> None:
+        """Item k's calls for rounds 0..R, back to back, as the batched pass will ask for them.
+
+        Each round is built from the item's previous-round answers of every agent (exactly what
+        the batched pass computes), so the batched pass then finds every call in the cache."""
+        if self._pre is None:
+            self._pre = {a.name: [""] * len(self.items) for a in self.g.agents}
+        cur = self._pre
         self.quiet = True
         try:
-            for k in range(len(self.items)):
-                for a in self.g.agents:
-                    if r == 0:
-                        pred = clean_answer(self.round0(a, [k])[0].text)
-                    else:
-                        critic, crit = self.critiques(a, [current[a.name][k]], r, [k])
-                        pred = clean_answer(self.revise(a, current, crit, critic, r, [k])[0].text)
-                    self.confidence(a, [pred], r, [k])
-                if task is not None:
-                    prog.advance(task, 1)
+            for a in self.g.agents:
+                cur[a.name][k] = clean_answer(self.round0(a, [k])[0].text)
+                self.confidence(a, [cur[a.name][k]], 0, [k])
+            for r in range(1, self.p.rounds + 1):
+                new: dict[str, str] = {}
+                for a in self.g.agents:  # every agent revises from the same round r-1 state
+                    critic, crit = self.critiques(a, [cur[a.name][k]], r, [k])
+                    new[a.name] = clean_answer(self.revise(a, cur, crit, critic, r, [k])[0].text)
+                    self.confidence(a, [new[a.name]], r, [k])
+                for name, pred in new.items():
+                    cur[name][k] = pred
         finally:
             self.quiet = False
 
@@ -267,9 +292,6 @@ class _Rounds:
         ks = list(range(len(self.items)))
         current: dict[str, list[str]] = {}
         confs: dict[str, list[float | None]] = {}
-        item_major = self.item_major()
-        if item_major:
-            self._prepass(0, current)
         for a in self.g.agents:
             comps = self.round0(a, ks)
             current[a.name] = [clean_answer(c.text) for c in comps]
@@ -278,8 +300,6 @@ class _Rounds:
                         "file" if comps and comps[0].finish_reason == "file" else self.t["generate"].id)
         self._store_votes(0, current, confs)
         for r in range(1, self.p.rounds + 1):
-            if item_major:
-                self._prepass(r, current)
             new: dict[str, list[str]] = {}
             for a in self.g.agents:  # every agent revises from the same round r-1 state
                 critic, crit = self.critiques(a, current[a.name], r, ks)
