@@ -8,10 +8,12 @@ answers again having seen the other agents' current answers. After every round e
 confidence in its current answer is read as its own verdict probability P(" Yes") under the judge
 prompt (one log-prob pass; the asymmetry experiment's self-judgement at round 0).
 
-Calls are batched per model within a phase of a round and go through the call cache, so a killed
-run resumes mid-round without repeating a call. Every turn is stored (``critique/turn``), debate
-votes too (``critique/vote``); the summary compares rounds on the same items with paired CIs
-(judgegap.metrics.critique) and reads the result against seed 004's claims.
+Calls are batched per model within a phase of a round -- or, on backends that keep the last
+prompt's KV state (llamacpp), made item by item, every protocol and round of an item back to back --
+and go through the call cache, so a killed run resumes mid-round without repeating a call. Every
+turn is stored (``critique/turn``), debate votes too (``critique/vote``); the summary compares
+rounds on the same items with paired CIs (judgegap.metrics.critique) and reads the result against
+seed 004's claims.
 """
 
 from __future__ import annotations
@@ -136,9 +138,11 @@ class Critique(ExperimentBase):
             items = items[: p.max_items] if p.max_items else items
             tracks = [_Rounds(ctx, p, ds, items, proto, g) for proto, groups in _groups(p, calling).items()
                       for g in groups]
-            _item_by_item(ctx, ds, [t for t in tracks if t.item_major()], len(items))
+            by_item = [t for t in tracks if t.item_major()]
+            _item_by_item(ctx, ds, by_item, len(items))
             for t in tracks:
-                t.run()
+                if t not in by_item:
+                    t.run()
 
     def summarize(self, store: Store, config: dict[str, Any], params: dict[str, Any]) -> dict[str, Any]:
         from judgegap.experiments.critique_summary import summarize_turns
@@ -154,8 +158,9 @@ def _item_by_item(ctx: RunContext, ds: str, tracks: list[_Rounds], n: int) -> No
     Why: every critique prompt opens with the item's passage (the version-2 templates), and a backend
     that keeps the last prompt's KV state evaluates a shared prefix once. Done round by round, each
     model re-read a ~1,300-token HotpotQA passage once per round and protocol; done item by item it
-    reads it once per item (measured in benchmarks/RESULTS.md). Same requests, other order: the
-    batched pass that follows finds them all in the call cache, and a resumed run repeats none."""
+    reads it once per item (measured in benchmarks/RESULTS.md). Same requests as the batched order
+    (tested); each item's turns are stored as soon as its last round is done, so an interrupted run
+    reports the items it finished, and a resumed one finds their calls in the call cache."""
     if not tracks or n == 0:
         return
     prog = ctx.progress
@@ -163,7 +168,7 @@ def _item_by_item(ctx: RunContext, ds: str, tracks: list[_Rounds], n: int) -> No
     task = prog.add_task(f"{ds} · critique · item by item ({protos})", total=n) if prog is not None else None
     for k in range(n):
         for t in tracks:
-            t.prepass_item(k)
+            t.run_item(k)
         if task is not None:
             prog.advance(task, 1)
 
@@ -171,10 +176,9 @@ def _item_by_item(ctx: RunContext, ds: str, tracks: list[_Rounds], n: int) -> No
 class _Rounds:
     """One protocol on one group of agents over one dataset's items: round 0, then R rounds.
 
-    Each round's requests are built per item (``ks``: item indices), so the same requests can be
-    made item by item or batched. With backends that keep the last prompt's KV state (llamacpp),
-    ``_item_by_item`` first makes each item's calls back to back (``prepass_item``), and the batched
-    main pass then finds every call in the cache."""
+    A round is run for a list of item indices (``ks``), so the same requests are made batched
+    (``run``: each round for all items, each phase one batch per model) or item by item
+    (``run_item``, which ``_item_by_item`` calls for backends that keep the last prompt's KV state)."""
 
     def __init__(self, ctx: RunContext, p: CritiqueParams, ds: str, items: list[Any], proto: str, g: Group):
         self.ctx, self.p, self.ds, self.items, self.proto, self.g = ctx, p, ds, items, proto, g
@@ -184,8 +188,9 @@ class _Rounds:
         self.models = {m.name: m for m in ctx.config.models}
         self.t = {k: PROMPTS.get(getattr(p, f"{k}_template")) for k in ("generate", "judge", "critique",
                                                                             "revise", "debate")}
-        self.quiet = False  # inside the item-major prepass: no per-phase progress bars
-        self._pre: dict[str, list[str]] | None = None  # the prepass's answers so far (agent -> per item)
+        self.quiet = False  # inside run_item: no per-phase progress bars (_item_by_item shows one per item)
+        # run_item's answers and confidences so far, per agent and item (items are run one at a time)
+        self._state: tuple[dict[str, list[str]], dict[str, list[float | None]]] | None = None
 
     def _label(self, agent: Agent, what: str, r: int) -> str:
         return f"{self.ds} · {self.proto} · {agent.name} · round {r} · {what}"
@@ -264,62 +269,63 @@ class _Rounds:
             reqs.append(GenRequest(prompt, **self._decoding(agent, r)))
         return self._gen(agent.model, reqs, self._label(agent, "answer", r))
 
-    def prepass_item(self, k: int) -> None:
-        """Item k's calls for rounds 0..R, back to back, as the batched pass will ask for them.
+    def _fresh_state(self) -> tuple[dict[str, list[str]], dict[str, list[float | None]]]:
+        """Each agent's current answer and confidence per item (filled round by round)."""
+        n = len(self.items)
+        return {a.name: [""] * n for a in self.g.agents}, {a.name: [None] * n for a in self.g.agents}
 
-        Each round is built from the item's previous-round answers of every agent (exactly what
-        the batched pass computes), so the batched pass then finds every call in the cache."""
-        if self._pre is None:
-            self._pre = {a.name: [""] * len(self.items) for a in self.g.agents}
-        cur = self._pre
+    def run(self) -> None:
+        """Rounds 0..R, each for all items at once (each phase one batch per model)."""
+        ks = list(range(len(self.items)))
+        current, confs = self._fresh_state()
+        for r in range(self.p.rounds + 1):
+            self._round(r, ks, current, confs)
+
+    def run_item(self, k: int) -> None:
+        """Rounds 0..R for item k alone, its calls back to back; its turns are stored when done."""
+        if self._state is None:
+            self._state = self._fresh_state()
         self.quiet = True
         try:
-            for a in self.g.agents:
-                cur[a.name][k] = clean_answer(self.round0(a, [k])[0].text)
-                self.confidence(a, [cur[a.name][k]], 0, [k])
-            for r in range(1, self.p.rounds + 1):
-                new: dict[str, str] = {}
-                for a in self.g.agents:  # every agent revises from the same round r-1 state
-                    critic, crit = self.critiques(a, [cur[a.name][k]], r, [k])
-                    new[a.name] = clean_answer(self.revise(a, cur, crit, critic, r, [k])[0].text)
-                    self.confidence(a, [new[a.name]], r, [k])
-                for name, pred in new.items():
-                    cur[name][k] = pred
+            for r in range(self.p.rounds + 1):
+                self._round(r, [k], *self._state)
         finally:
             self.quiet = False
 
-    def run(self) -> None:
-        ks = list(range(len(self.items)))
-        current: dict[str, list[str]] = {}
-        confs: dict[str, list[float | None]] = {}
-        for a in self.g.agents:
-            comps = self.round0(a, ks)
-            current[a.name] = [clean_answer(c.text) for c in comps]
-            confs[a.name] = self.confidence(a, current[a.name], 0, ks)
-            self._store(a, 0, comps, current[a.name], [0] * len(self.items), confs[a.name], None, [None] * len(comps),
-                        "file" if comps and comps[0].finish_reason == "file" else self.t["generate"].id)
-        self._store_votes(0, current, confs)
-        for r in range(1, self.p.rounds + 1):
-            new: dict[str, list[str]] = {}
-            for a in self.g.agents:  # every agent revises from the same round r-1 state
-                critic, crit = self.critiques(a, current[a.name], r, ks)
+    def _round(self, r: int, ks: list[int], current: dict[str, list[str]],
+               confs: dict[str, list[float | None]]) -> None:
+        """Round r on items ``ks``: each agent answers (round 0) or revises from every agent's round r-1
+        answer in ``current``; its confidence is read; turns and votes are stored; then ``current`` and
+        ``confs`` hold round r."""
+        new: dict[str, tuple[list[str], list[float | None]]] = {}
+        for a in self.g.agents:  # every agent revises from the same round r-1 state
+            if r == 0:
+                comps = self.round0(a, ks)
+                critic, crit = None, [None] * len(ks)
+                tid = "file" if comps and comps[0].finish_reason == "file" else self.t["generate"].id
+            else:
+                critic, crit = self.critiques(a, [current[a.name][k] for k in ks], r, ks)
                 comps = self.revise(a, current, crit, critic, r, ks)
-                new[a.name] = [clean_answer(c.text) for c in comps]
-                confs[a.name] = self.confidence(a, new[a.name], r, ks)
-                changed = [int(not same_answer(x, y)) for x, y in zip(current[a.name], new[a.name])]
                 tid = self.t["debate" if self.protocol.debate else "revise"].id
-                self._store(a, r, comps, new[a.name], changed, confs[a.name], critic, crit, tid)
-            current = new
-            self._store_votes(r, current, confs)
+            preds = [clean_answer(c.text) for c in comps]
+            conf = self.confidence(a, preds, r, ks)
+            changed = [0 if r == 0 else int(not same_answer(current[a.name][k], y)) for k, y in zip(ks, preds)]
+            self._store(a, r, ks, comps, preds, changed, conf, critic, crit, tid)
+            new[a.name] = (preds, conf)
+        for name, (preds, conf) in new.items():
+            for k, y, c in zip(ks, preds, conf):
+                current[name][k], confs[name][k] = y, c
+        self._store_votes(r, ks, current, confs)
 
     def _score(self, pred: str, it: Any) -> tuple[float, float, int]:
         em, f1 = score_item(self.metric, pred, it)
         return em, f1, int(f1 >= self.p.f1_threshold)
 
-    def _store(self, a: Agent, r: int, comps: list[Completion], preds: list[str], changed: list[int],
+    def _store(self, a: Agent, r: int, ks: list[int], comps: list[Completion], preds: list[str], changed: list[int],
                conf: list[float | None], critic: str | None, crit: list[Completion | None], template: str) -> None:
         recs = []
-        for it, c, pred, ch, cf, cr in zip(self.items, comps, preds, changed, conf, crit):
+        for k, c, pred, ch, cf, cr in zip(ks, comps, preds, changed, conf, crit):
+            it = self.items[k]
             em, f1, ok = self._score(pred, it)
             recs.append((f"{self.ds}|{self.proto}|{self.g.name}|{a.name}|{r}|{it.id}", CritiqueTurn(
                 dataset=self.ds, item_id=it.id, protocol=self.proto, group=self.g.name, agent=a.name,
@@ -329,13 +335,15 @@ class _Rounds:
                 prompt_tokens=c.n_prompt_tokens + (cr.n_prompt_tokens if cr else 0), template=template)))
         self.ctx.store.put_records(NAME, "turn", recs)
 
-    def _store_votes(self, r: int, current: dict[str, list[str]], confs: dict[str, list[float | None]]) -> None:
+    def _store_votes(self, r: int, ks: list[int], current: dict[str, list[str]],
+                     confs: dict[str, list[float | None]]) -> None:
         if not self.g.votes:
             return
         names = [a.name for a in self.g.agents]
         recs = []
         for how in ("majority", "confidence"):
-            for k, it in enumerate(self.items):
+            for k in ks:
+                it = self.items[k]
                 pick = names[vote([current[n][k] for n in names], [confs[n][k] for n in names], how == "confidence")]
                 pred = current[pick][k]
                 em, f1, ok = self._score(pred, it)
