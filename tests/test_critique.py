@@ -146,56 +146,39 @@ def test_bad_input_is_one_line_and_nothing_is_written(tmp_path, data_dir, params
     assert not (tmp_path / "out").exists()
 
 
-def test_kill_9_mid_round_then_resume_repeats_no_call(tmp_path, data_dir):
-    slow = [dict(KEEP, script={"answer": "unanswerable", "latency_s": 0.02}),
-            dict(COPY, script={"latency_s": 0.02})]
-    cfgp = tmp_path / "c.yaml"
-    cfgp.write_text(yaml.safe_dump(_cfg(tmp_path, data_dir, {"protocols": ["debate", "self-revise"], "rounds": 2},
-                                        models=slow, n=12)))
-    db = call_cache_file()
-    run_then_kill_9(["run", str(cfgp)], min_calls=60)
-    with sqlite3.connect(db) as c:
-        before = dict(c.execute("SELECT key, created_at FROM calls").fetchall())
-    p = run_cli("run", str(cfgp), "--resume")
-    assert p.returncode == 0, p.stderr
-    with sqlite3.connect(db) as c:
-        after = dict(c.execute("SELECT key, created_at FROM calls").fetchall())
-    assert len(after) > len(before) and all(after[k] == v for k, v in before.items()), "a call was made again"
-    summ = json.loads((tmp_path / "out" / "summary.json").read_text())["experiments"]["critique"]
-    tracks = summ["datasets"]["squad2"]["protocols"]
-    assert all(t["complete"] and t["n_items"] == 12 for g in tracks.values() for ts in g.values() for t in ts.values())
+def _summary_tracks(out) -> list[dict]:
+    summ = json.loads((out / "summary.json").read_text())["experiments"]["critique"]
+    return [t for g in summ["datasets"]["squad2"]["protocols"].values() for ts in g.values() for t in ts.values()]
 
 
-def test_an_interrupted_item_by_item_run_reports_the_items_it_finished_and_resumes_repeating_no_call(
-        tmp_path, data_dir):
-    """On prefix-cache backends the calls go item by item; each item's turns are stored as soon as its
-    rounds are done, so `judgegap report` on a run killed part-way shows the finished items, and
-    `--resume` makes only the calls not yet made.
+@pytest.mark.parametrize("by_item", [False, True])
+def test_kill_9_mid_round_then_resume_repeats_no_call(tmp_path, data_dir, by_item):
+    """Killed part-way, then resumed: no call is made twice, batched or item by item (the order on
+    prefix-cache backends). Item by item, each item's turns are stored as soon as its rounds are done,
+    so `judgegap report` on the killed run shows the finished items.
     Before: item by item, no turn was stored until every item's calls were made, so a run killed at 90%
     of a 55-minute critique run had no critique numbers at all."""
-    slow = [dict(KEEP, script={"answer": "unanswerable", "latency_s": 0.02, "prefix_cache": True}),
-            dict(COPY, script={"latency_s": 0.02, "prefix_cache": True})]
+    script = {"latency_s": 0.02, "prefix_cache": by_item}
+    slow = [dict(KEEP, script={"answer": "unanswerable", **script}), dict(COPY, script=dict(script))]
     cfgp = tmp_path / "c.yaml"
     cfgp.write_text(yaml.safe_dump(_cfg(tmp_path, data_dir, {"protocols": ["debate", "self-revise"], "rounds": 2},
                                         models=slow, n=12)))
     db = call_cache_file()
-    run_then_kill_9(["run", str(cfgp)], min_calls=100)  # ~24 new calls an item: a few items in
+    run_then_kill_9(["run", str(cfgp)], min_calls=100 if by_item else 60)  # item by item: ~24 new calls an item
     with sqlite3.connect(db) as c:
         before = dict(c.execute("SELECT key, created_at FROM calls").fetchall())
-    p = cli_inproc("report", str(tmp_path / "out"))
-    assert p.returncode == 0, p.stderr
-    summ = json.loads((tmp_path / "out" / "summary.json").read_text())["experiments"]["critique"]
-    tracks = [t for g in summ["datasets"]["squad2"]["protocols"].values() for ts in g.values() for t in ts.values()]
-    assert len(tracks) == 2 + 2 + 2  # self-revise keep / copy, debate keep / copy and its two votes
-    assert all(t["complete"] and 1 <= t["n_items"] < 12 for t in tracks), [t["n_items"] for t in tracks]
+    if by_item:
+        p = cli_inproc("report", str(tmp_path / "out"))
+        assert p.returncode == 0, p.stderr
+        tracks = _summary_tracks(tmp_path / "out")
+        assert len(tracks) == 2 + 2 + 2  # self-revise keep / copy, debate keep / copy and its two votes
+        assert all(t["complete"] and 1 <= t["n_items"] < 12 for t in tracks), [t["n_items"] for t in tracks]
     p = run_cli("run", str(cfgp), "--resume")
     assert p.returncode == 0, p.stderr
     with sqlite3.connect(db) as c:
         after = dict(c.execute("SELECT key, created_at FROM calls").fetchall())
     assert len(after) > len(before) and all(after[k] == v for k, v in before.items()), "a call was made again"
-    summ = json.loads((tmp_path / "out" / "summary.json").read_text())["experiments"]["critique"]
-    tracks = [t for g in summ["datasets"]["squad2"]["protocols"].values() for ts in g.values() for t in ts.values()]
-    assert all(t["complete"] and t["n_items"] == 12 for t in tracks)
+    assert all(t["complete"] and t["n_items"] == 12 for t in _summary_tracks(tmp_path / "out"))
 
 
 def test_item_major_order_makes_exactly_the_batched_requests(tmp_path, data_dir):
