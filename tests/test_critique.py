@@ -182,9 +182,8 @@ def test_kill_9_mid_round_then_resume_repeats_no_call(tmp_path, data_dir, by_ite
 
 
 def test_item_major_order_makes_exactly_the_batched_requests(tmp_path, data_dir):
-    """order: item (what llamacpp gets by default) runs each item's calls back to back before the batched
-    pass. It must make exactly the requests the batched order makes -- same cache keys, same records --
-    so the batched pass finds everything in the cache."""
+    """order: item (what llamacpp gets by default) runs each item's calls back to back. It must make exactly
+    the requests the batched order makes and store the same records: same cache keys, same turns."""
     import judgegap as jg
     from judgegap.store import Store
 
