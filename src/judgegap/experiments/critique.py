@@ -65,7 +65,7 @@ class CritiqueParams(BaseModel):
     max_items: int | None = Field(default=None, ge=1)
     order: Literal["auto", "model", "item"] = Field(
         default="auto", description="call order: 'item' makes each item's calls (every protocol and round) back"
-        " to back first (the passage's KV prefix is reused); 'model' batches each phase; 'auto' = item where every"
+        " to back (the passage's KV prefix is reused); 'model' batches each phase; 'auto' = item where every"
         " backend of the group keeps a prefix cache (llamacpp)")
 
     @field_validator("protocols")
