@@ -66,9 +66,9 @@ def main() -> None:
         for name, b in r["backends"].items():
             print(f"| {r['order']} | {r['wall_s']:.0f} | {name} | {b['requests']} | {b['prompt_tokens_submitted']:,} |"
                   f" {b['prompt_tokens_evaluated']:,} | {b['prefix_reuse']:.1%} |")
+    ev0 = sum(b["prompt_tokens_evaluated"] for b in base["backends"].values())
     for r in results[1:]:
         ev = sum(b["prompt_tokens_evaluated"] for b in r["backends"].values())
-        ev0 = sum(b["prompt_tokens_evaluated"] for b in base["backends"].values())
         same = sum(r["turns"].get(k) == v for k, v in base["turns"].items())
         print(f"\n{r['order']} / {base['order']}: wall {r['wall_s'] / base['wall_s']:.2f}x, prompt tokens evaluated"
               f" {ev / ev0:.2f}x; same answer in {same} of {len(base['turns'])} turns")

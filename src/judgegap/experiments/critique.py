@@ -189,8 +189,9 @@ class _Rounds:
         self.t = {k: PROMPTS.get(getattr(p, f"{k}_template")) for k in ("generate", "judge", "critique",
                                                                             "revise", "debate")}
         self.quiet = False  # inside run_item: no per-phase progress bars (_item_by_item shows one per item)
-        # run_item's answers and confidences so far, per agent and item (items are run one at a time)
-        self._state: tuple[dict[str, list[str]], dict[str, list[float | None]]] | None = None
+        # each agent's current answer and confidence per item, filled round by round (run, or run_item item by item)
+        self.current: dict[str, list[str]] = {a.name: [""] * len(items) for a in g.agents}
+        self.confs: dict[str, list[float | None]] = {a.name: [None] * len(items) for a in g.agents}
 
     def _label(self, agent: Agent, what: str, r: int) -> str:
         return f"{self.ds} · {self.proto} · {agent.name} · round {r} · {what}"
@@ -269,34 +270,26 @@ class _Rounds:
             reqs.append(GenRequest(prompt, **self._decoding(agent, r)))
         return self._gen(agent.model, reqs, self._label(agent, "answer", r))
 
-    def _fresh_state(self) -> tuple[dict[str, list[str]], dict[str, list[float | None]]]:
-        """Each agent's current answer and confidence per item (filled round by round)."""
-        n = len(self.items)
-        return {a.name: [""] * n for a in self.g.agents}, {a.name: [None] * n for a in self.g.agents}
-
     def run(self) -> None:
         """Rounds 0..R, each for all items at once (each phase one batch per model)."""
         ks = list(range(len(self.items)))
-        current, confs = self._fresh_state()
         for r in range(self.p.rounds + 1):
-            self._round(r, ks, current, confs)
+            self._round(r, ks)
 
     def run_item(self, k: int) -> None:
         """Rounds 0..R for item k alone, its calls back to back; its turns are stored when done."""
-        if self._state is None:
-            self._state = self._fresh_state()
         self.quiet = True
         try:
             for r in range(self.p.rounds + 1):
-                self._round(r, [k], *self._state)
+                self._round(r, [k])
         finally:
             self.quiet = False
 
-    def _round(self, r: int, ks: list[int], current: dict[str, list[str]],
-               confs: dict[str, list[float | None]]) -> None:
+    def _round(self, r: int, ks: list[int]) -> None:
         """Round r on items ``ks``: each agent answers (round 0) or revises from every agent's round r-1
-        answer in ``current``; its confidence is read; turns and votes are stored; then ``current`` and
-        ``confs`` hold round r."""
+        answer in ``self.current``; its confidence is read; turns and votes are stored; then
+        ``self.current`` and ``self.confs`` hold round r for those items."""
+        current = self.current
         new: dict[str, tuple[list[str], list[float | None]]] = {}
         for a in self.g.agents:  # every agent revises from the same round r-1 state
             if r == 0:
@@ -314,8 +307,8 @@ class _Rounds:
             new[a.name] = (preds, conf)
         for name, (preds, conf) in new.items():
             for k, y, c in zip(ks, preds, conf):
-                current[name][k], confs[name][k] = y, c
-        self._store_votes(r, ks, current, confs)
+                current[name][k], self.confs[name][k] = y, c
+        self._store_votes(r, ks)
 
     def _score(self, pred: str, it: Any) -> tuple[float, float, int]:
         em, f1 = score_item(self.metric, pred, it)
@@ -335,10 +328,10 @@ class _Rounds:
                 prompt_tokens=c.n_prompt_tokens + (cr.n_prompt_tokens if cr else 0), template=template)))
         self.ctx.store.put_records(NAME, "turn", recs)
 
-    def _store_votes(self, r: int, ks: list[int], current: dict[str, list[str]],
-                     confs: dict[str, list[float | None]]) -> None:
+    def _store_votes(self, r: int, ks: list[int]) -> None:
         if not self.g.votes:
             return
+        current, confs = self.current, self.confs
         names = [a.name for a in self.g.agents]
         recs = []
         for how in ("majority", "confidence"):
